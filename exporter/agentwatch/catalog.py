@@ -1,0 +1,275 @@
+"""The one place where agentwatch's metric names live.
+
+Collectors build their metric families from these specs, the README's metric table and
+docs/metrics.md are generated from them, the alert-rule tests cross-check every metric a rule
+uses against them, and the dashboard checks do the same. Add a metric here first.
+
+Label sets listed here are the base labels. Container metrics also carry the extra labels the
+config asks for (``docker.label_allowlist``, exposed as ``label_<sanitised name>``), and process
+group metrics carry the named groups of the matchers' cmdline regexes; both are bounded by config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+Kind = Literal["gauge", "counter", "histogram", "gaugehistogram"]
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+#: Per-process RSS across an agent group: 256 MiB to 16 GiB (one agent costs 2-6 GB).
+AGENT_RSS_BUCKETS: tuple[float, ...] = tuple(
+    float(b) for b in (256 * MiB, 512 * MiB, 1 * GiB, 2 * GiB, 3 * GiB, 4 * GiB, 6 * GiB, 8 * GiB, 12 * GiB, 16 * GiB)
+)
+#: Agent run durations: 10 s to 6 h.
+AGENT_RUN_BUCKETS: tuple[float, ...] = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 21600)
+#: Probe and collector durations: 5 ms to 30 s.
+DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: Waiting for a pooled client: 1 ms to 30 s.
+POOL_WAIT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+CONTAINER_LABELS = ("container", "image", "compose_project", "compose_service")
+CONTAINER_STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+HEALTH_STATES = ("none", "starting", "healthy", "unhealthy")
+APP_HEALTH_STATES = ("healthy", "degraded", "unhealthy", "unknown")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric's name, type, help text and base labels."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+    source: str = "exporter"
+    buckets: tuple[float, ...] | None = None
+
+    def family(self, extra_labels: Sequence[str] = ()) -> Metric:
+        """A fresh, empty metric family for one collection."""
+        labels = [*self.labels, *extra_labels]
+        if self.kind == "gauge":
+            return GaugeMetricFamily(self.name, self.help, labels=labels)
+        if self.kind == "counter":
+            return CounterMetricFamily(self.name, self.help, labels=labels)
+        if self.kind == "histogram":
+            return HistogramMetricFamily(self.name, self.help, labels=labels)
+        return GaugeHistogramMetricFamily(self.name, self.help, labels=labels)
+
+    @property
+    def exposed_names(self) -> tuple[str, ...]:
+        """The series names this family shows in the text format (what PromQL queries)."""
+        if self.kind == "histogram":
+            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+        if self.kind == "gaugehistogram":
+            return (f"{self.name}_bucket", f"{self.name}_gsum", f"{self.name}_gcount")
+        return (self.name,)
+
+
+def _specs(source: str, *specs: tuple) -> list[MetricSpec]:
+    out = []
+    for spec in specs:
+        name, kind, help_, labels, *rest = spec
+        extra = rest[0] if rest else {}
+        out.append(MetricSpec(name, kind, help_, tuple(labels), source, **extra))
+    return out
+
+
+C = CONTAINER_LABELS
+
+SELF = _specs(
+    "self",
+    ("agentwatch_build_info", "gauge", "Always 1; labels carry the agentwatch and Python versions.",
+     ("version", "python_version")),
+    ("agentwatch_collector_duration_seconds", "histogram", "Time one collector took for one collection.",
+     ("collector",), {"buckets": DURATION_BUCKETS}),
+    ("agentwatch_collector_success", "gauge", "1 if the collector's last collection succeeded, else 0.",
+     ("collector",)),
+    ("agentwatch_collector_errors_total", "counter", "Collections that failed or timed out, by collector.",
+     ("collector",)),
+    ("agentwatch_collector_last_success_timestamp_seconds", "gauge",
+     "Unix time of the collector's last successful collection.", ("collector",)),
+    ("agentwatch_collection_cycle_duration_seconds", "gauge",
+     "Wall time of the last full collection cycle (all collectors, concurrently).", ()),
+    ("agentwatch_snapshot_timestamp_seconds", "gauge", "Unix time the served snapshot was rendered.", ()),
+)
+
+DOCKER = _specs(
+    "containers",
+    ("agentwatch_docker_up", "gauge", "1 if the Docker engine answered the last collection, else 0.", ()),
+    ("agentwatch_docker_stats_source", "gauge",
+     "1 for the path container stats were read from: cgroup (cgroupfs and /proc) or api (one-shot stats).",
+     ("source",)),
+    ("agentwatch_container_info", "gauge", "Always 1; one series per container with its id and state.",
+     (*C, "container_id")),
+    ("agentwatch_container_state", "gauge", "1 for the container's current state, 0 for the others.",
+     (*C, "state")),
+    ("agentwatch_container_health_status", "gauge",
+     "1 for the container's current healthcheck status (none when the image has no healthcheck).",
+     (*C, "status")),
+    ("agentwatch_container_memory_usage_bytes", "gauge", "Memory usage including page cache.", C),
+    ("agentwatch_container_memory_working_set_bytes", "gauge",
+     "Working set: usage minus inactive file cache, as cAdvisor computes it (what the OOM killer sees).", C),
+    ("agentwatch_container_memory_limit_bytes", "gauge", "Memory limit; 0 when unlimited.", C),
+    ("agentwatch_container_memory_working_set_ratio", "gauge",
+     "Working set divided by the memory limit; absent when unlimited.", C),
+    ("agentwatch_container_memory_rss_bytes", "gauge", "Anonymous resident memory (rss / anon).", C),
+    ("agentwatch_container_memory_cache_bytes", "gauge", "Page cache memory (cache / file).", C),
+    ("agentwatch_container_cpu_usage_seconds_total", "counter", "CPU time consumed, user plus system.", C),
+    ("agentwatch_container_cpu_limit_cores", "gauge", "CPU limit in cores (quota/period or NanoCPUs); 0 when unlimited.", C),
+    ("agentwatch_container_cpu_periods_total", "counter", "CFS enforcement periods elapsed.", C),
+    ("agentwatch_container_cpu_throttled_periods_total", "counter", "CFS periods in which the container was throttled.", C),
+    ("agentwatch_container_cpu_throttled_seconds_total", "counter", "Time the container was throttled.", C),
+    ("agentwatch_container_network_receive_bytes_total", "counter", "Bytes received on all interfaces but lo.", C),
+    ("agentwatch_container_network_transmit_bytes_total", "counter", "Bytes sent on all interfaces but lo.", C),
+    ("agentwatch_container_network_receive_errors_total", "counter", "Receive errors on all interfaces but lo.", C),
+    ("agentwatch_container_network_transmit_errors_total", "counter", "Transmit errors on all interfaces but lo.", C),
+    ("agentwatch_container_blkio_read_bytes_total", "counter", "Bytes read from block devices.", C),
+    ("agentwatch_container_blkio_write_bytes_total", "counter", "Bytes written to block devices.", C),
+    ("agentwatch_container_pids", "gauge", "Processes and threads in the container.", C),
+    ("agentwatch_container_restarts_total", "counter", "Restarts the engine made under the restart policy (RestartCount).", C),
+    ("agentwatch_container_last_exit_code", "gauge", "Exit code of the container's last run (137 after a SIGKILL / OOM kill).", C),
+    ("agentwatch_container_oom_killed", "gauge", "1 if the container's last run ended in an OOM kill, else 0.", C),
+    ("agentwatch_container_start_time_seconds", "gauge", "Unix time the container last started; 0 if never.", C),
+    ("agentwatch_container_finish_time_seconds", "gauge", "Unix time the container last finished; 0 if never.", C),
+    ("agentwatch_container_restart_policy", "gauge", "Always 1; the policy label carries the restart policy name.",
+     (*C, "policy")),
+    ("agentwatch_container_restart_policy_max_retries", "gauge",
+     "Maximum retry count of an on-failure restart policy; 0 for unlimited or other policies.", C),
+)
+
+EVENTS = _specs(
+    "docker_events",
+    ("agentwatch_container_dies_total", "counter", "Container die events seen on the engine's event stream.",
+     ("container", "compose_service", "exit_code")),
+    ("agentwatch_container_oom_events_total", "counter", "Container oom events seen on the engine's event stream.",
+     ("container", "compose_service")),
+    ("agentwatch_docker_events_up", "gauge", "1 while the engine's event stream is connected, else 0.", ()),
+    ("agentwatch_docker_events_reconnects_total", "counter", "Times the event stream was reconnected.", ()),
+)
+
+PROCESSES = _specs(
+    "processes",
+    ("agentwatch_host_memory_total_bytes", "gauge", "Total physical memory of the host.", ()),
+    ("agentwatch_host_memory_available_bytes", "gauge", "Memory available to new processes without swapping.", ()),
+    ("agentwatch_host_memory_used_ratio", "gauge", "1 - available / total.", ()),
+    ("agentwatch_process_group_processes", "gauge", "Processes in the agent group.", ("group",)),
+    ("agentwatch_process_group_memory_rss_bytes", "gauge", "Sum of resident memory of the group's processes.", ("group",)),
+    ("agentwatch_process_group_memory_uss_bytes", "gauge",
+     "Sum of unique memory of the group's processes, where readable.", ("group",)),
+    ("agentwatch_process_group_cpu_seconds_total", "counter", "CPU time of the group's live processes.", ("group",)),
+    ("agentwatch_process_group_open_fds", "gauge", "Open file descriptors of the group's processes.", ("group",)),
+    ("agentwatch_process_group_threads", "gauge", "Threads of the group's processes.", ("group",)),
+    ("agentwatch_process_group_oldest_age_seconds", "gauge", "Age of the group's oldest process.", ("group",)),
+    ("agentwatch_process_group_process_rss_bytes", "gaugehistogram",
+     "Distribution of per-process resident memory across the group, now.", ("group",),
+     {"buckets": AGENT_RSS_BUCKETS}),
+    ("agentwatch_process_memory_rss_bytes", "gauge",
+     "Resident memory of one process (only when per_process is enabled; capped).", ("group", "pid")),
+    ("agentwatch_process_scan_skipped_total", "counter",
+     "Processes skipped during scans, by reason (vanished, access_denied).", ("reason",)),
+    ("agentwatch_process_group_series_dropped_total", "counter",
+     "Label sets dropped because a group exceeded its series cap.", ("group",)),
+)
+
+PROBES = _specs(
+    "probes",
+    ("agentwatch_probe_success", "gauge", "1 if the last probe of the endpoint answered in time with a usable body.",
+     ("server", "endpoint")),
+    ("agentwatch_probe_duration_seconds", "histogram", "Probe round-trip time; timeouts observe the timeout.",
+     ("server", "endpoint"), {"buckets": DURATION_BUCKETS}),
+    ("agentwatch_probe_http_responses_total", "counter", "HTTP responses seen by status code.",
+     ("server", "endpoint", "code")),
+    ("agentwatch_probe_failures_total", "counter",
+     "Failed probes by reason (timeout, connect, auth, http_status, not_json, too_large, missing_field, bad_type).",
+     ("server", "endpoint", "reason")),
+    ("agentwatch_app_health_status", "gauge", "1 for the current status of a health sub-check, 0 for the others.",
+     ("server", "check", "status")),
+    ("agentwatch_app_dependency_latency_seconds", "gauge", "Latency of a dependency as the server reports it.",
+     ("server", "check")),
+    ("agentwatch_app_live", "gauge", "1 if the liveness endpoint answered OK.", ("server",)),
+    ("agentwatch_app_ready", "gauge", "1 if the readiness endpoint answered OK.", ("server",)),
+    ("agentwatch_app_draining", "gauge", "1 while the server is draining.", ("server",)),
+    ("agentwatch_app_max_concurrency", "gauge", "The server's current maximum of concurrent agents.", ("server",)),
+    ("agentwatch_agents_running", "gauge", "Agents the server lists as running, by model.", ("server", "model")),
+    ("agentwatch_agent_oldest_running_seconds", "gauge", "Age of the oldest running agent.", ("server",)),
+    ("agentwatch_agent_run_duration_seconds", "histogram", "Run time of agents that finished.",
+     ("server", "model"), {"buckets": AGENT_RUN_BUCKETS}),
+    ("agentwatch_agent_runs_total", "counter", "Agent runs that finished, by outcome.", ("server", "model", "outcome")),
+    ("agentwatch_agents_stuck_running", "gauge",
+     "Agents listed as running whose process or container is gone (stuck after an OOM kill).", ("server", "model")),
+    ("agentwatch_pool_max_size", "gauge", "Configured maximum size of the pool.", ("server", "pool")),
+    ("agentwatch_pool_size", "gauge", "Clients currently open in the pool.", ("server", "pool")),
+    ("agentwatch_pool_in_use", "gauge", "Clients currently checked out.", ("server", "pool")),
+    ("agentwatch_pool_idle", "gauge", "Clients open and idle.", ("server", "pool")),
+    ("agentwatch_pool_waiting", "gauge", "Callers waiting for a client.", ("server", "pool")),
+    ("agentwatch_pool_evictions_total", "counter", "Clients evicted (LRU or idle cleanup).", ("server", "pool")),
+    ("agentwatch_pool_wait_seconds", "histogram", "Time callers waited for a client.", ("server", "pool"),
+     {"buckets": POOL_WAIT_BUCKETS}),
+    ("agentwatch_app_requests_total", "counter", "Requests the server handled.", ("server",)),
+    ("agentwatch_app_request_errors_total", "counter", "Requests that ended in an error (5xx).", ("server",)),
+    ("agentwatch_app_event_loop_lag_seconds", "gauge", "Event loop lag the server measured.", ("server",)),
+)
+
+SCALER = _specs(
+    "scaler",
+    ("agentwatch_scaler_webhooks_total", "counter", "Webhook requests by result (accepted, unauthorized, invalid, too_large).",
+     ("result",)),
+    ("agentwatch_scaler_decisions_total", "counter", "Decisions the policy made, by action and outcome.", ("action", "outcome")),
+    ("agentwatch_scaler_actions_total", "counter", "Actions executed by action and result (success, failure, dry_run).",
+     ("action", "result")),
+    ("agentwatch_scaler_skipped_total", "counter",
+     "Decisions skipped by reason (cooldown, duplicate, rate_limit, bounds, host_limit, lower_priority, no_rule).",
+     ("reason",)),
+    ("agentwatch_scaler_cooldown_remaining_seconds", "gauge", "Seconds left in a target's cooldown per action.",
+     ("target", "action")),
+    ("agentwatch_scaler_action_duration_seconds", "histogram", "Time an action took, retries included.", ("action",),
+     {"buckets": DURATION_BUCKETS}),
+    ("agentwatch_scaler_decision_latency_seconds", "histogram", "Time from webhook receipt to decision.", (),
+     {"buckets": DURATION_BUCKETS}),
+)
+
+ALL: tuple[MetricSpec, ...] = (*SELF, *DOCKER, *EVENTS, *PROCESSES, *PROBES, *SCALER)
+BY_NAME: dict[str, MetricSpec] = {s.name: s for s in ALL}
+
+
+def spec(name: str) -> MetricSpec:
+    """Look a metric up by name; a typo fails loudly at import or first use."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"metric {name!r} is not in agentwatch.catalog") from None
+
+
+def family(name: str, extra_labels: Sequence[str] = ()) -> Metric:
+    """Shorthand: an empty family for the named metric."""
+    return spec(name).family(extra_labels)
+
+
+def exposed_series_names() -> set[str]:
+    """Every series name PromQL can query on an agentwatch target."""
+    return {n for s in ALL for n in s.exposed_names}
+
+
+def markdown_table(specs: Iterable[MetricSpec] = ALL) -> str:
+    """The metric table for the README and docs/metrics.md."""
+    rows = ["| metric | type | labels | source | help |", "| --- | --- | --- | --- | --- |"]
+    for s in specs:
+        labels = ", ".join(f"`{lbl}`" for lbl in s.labels) or "-"
+        rows.append(f"| `{s.name}` | {s.kind} | {labels} | {s.source} | {s.help} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - used by docs generation
+    print(markdown_table(), end="")

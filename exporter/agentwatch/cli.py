@@ -1,0 +1,140 @@
+"""The ``agentwatch`` command: one sub-command per part of the pack."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from agentwatch import __version__, log
+from agentwatch.config import DEFAULT_LISTEN, ConfigError, ExporterConfig, load, parse_listen
+
+logger = logging.getLogger("agentwatch")
+
+
+
+def _listen_arg(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config file (default: built-in defaults)")
+    p.add_argument("--log-format", choices=("json", "text"), help="log format (default: the config's, json)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")
+
+
+def _exporter_config(args: argparse.Namespace) -> ExporterConfig:
+    config = load(args.config)
+    overrides: dict[str, object] = {}
+    if args.listen:
+        overrides["listen"] = args.listen
+    if args.interval:
+        overrides["interval_seconds"] = args.interval
+    if args.log_format:
+        overrides["log_format"] = args.log_format
+    if args.log_level:
+        overrides["log_level"] = args.log_level
+    return config.model_copy(update=overrides) if overrides else config
+
+
+def run_exporter(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from agentwatch.exporter.app import create_app
+
+    config = _exporter_config(args)
+    log.setup(config.log_format, config.log_level)
+    host, port = parse_listen(config.listen)
+    logger.info("agentwatch exporter %s listening on http://%s/metrics", __version__, config.listen,
+                extra={"interval_seconds": config.interval_seconds})
+    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    if args.kind == "scaler":
+        from agentwatch.scaler.config import load as load_scaler
+
+        load_scaler(args.file)
+    else:
+        load(args.file)
+    print(f"{args.file}: OK ({args.kind} config)")
+    return 0
+
+
+def run_metrics_doc(args: argparse.Namespace) -> int:
+    from agentwatch import catalog
+
+    sys.stdout.write(catalog.markdown_table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentwatch",
+        description="Monitoring and self-healing for fleets of AI agents in Docker containers.",
+    )
+    parser.add_argument("--version", action="version", version=f"agentwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("exporter", help="serve container, agent-process and probe metrics at /metrics",
+                       description="Collect in the background and serve the last snapshot at /metrics.")
+    _add_common(p)
+    p.add_argument("--listen", type=_listen_arg, metavar="HOST:PORT",
+                   help=f"address to serve on (default: the config's, {DEFAULT_LISTEN})")
+    p.add_argument("--interval", type=float, metavar="SECONDS", help="collection interval (default 5)")
+    p.set_defaults(func=run_exporter)
+
+    p = sub.add_parser("check-config", help="validate a config file and exit non-zero on the first problem",
+                       description="Validate a config file: unknown keys, bad regexes and wrong types "
+                                   "are reported with the file and the key.")
+    p.add_argument("file", metavar="FILE", help="the YAML file to check")
+    p.add_argument("--kind", choices=("exporter", "scaler"), default="exporter",
+                   help="which config the file is (default: exporter)")
+    p.set_defaults(func=run_check_config)
+
+    p = sub.add_parser("metrics-doc", help="print the metric table (Markdown) generated from the code")
+    p.set_defaults(func=run_metrics_doc)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Sub-commands that live beside their part (scaler, demo agents), registered if present."""
+    out = []
+    try:
+        from agentwatch.scaler.cli import register as register_scaler
+
+        out.append(register_scaler)
+    except ImportError:
+        pass
+    try:
+        from agentwatch.demo.cli import register as register_demo
+
+        out.append(register_demo)
+    except ImportError:
+        pass
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"agentwatch: config error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The exporter: collectors, the background collection loop and the HTTP app."""

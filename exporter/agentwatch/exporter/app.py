@@ -1,0 +1,94 @@
+"""The exporter's aiohttp app: thin handlers over the collection loop's snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+
+from agentwatch import __version__
+from agentwatch.config import ExporterConfig
+from agentwatch.exporter.collectors import build_collectors
+from agentwatch.exporter.collectors.base import Collector
+from agentwatch.exporter.snapshot import CollectionLoop
+
+log = logging.getLogger("agentwatch.exporter")
+
+LOOP_KEY = web.AppKey("loop", CollectionLoop)
+CONFIG_KEY = web.AppKey("config", ExporterConfig)
+
+
+def _wants_openmetrics(accept: str) -> bool:
+    return any(part.split(";")[0].strip() == "application/openmetrics-text" for part in accept.split(","))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    snap = request.app[LOOP_KEY].snapshot
+    if snap is None:
+        return web.Response(status=503, text="no collection has finished yet\n")
+    openmetrics = _wants_openmetrics(request.headers.get("Accept", ""))
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST
+    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=snap.gzipped(openmetrics), headers=headers)
+    return web.Response(body=snap.openmetrics() if openmetrics else snap.text, headers=headers)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[LOOP_KEY].ready.is_set():
+        return web.Response(text="ready\n")
+    return web.Response(status=503, text="waiting for the first collection\n")
+
+
+async def index(request: web.Request) -> web.Response:
+    loop = request.app[LOOP_KEY]
+    names = ", ".join(html.escape(c.name) for c in loop.collectors) or "none"
+    body = (
+        "<!doctype html><html><head><title>agentwatch exporter</title></head><body>"
+        f"<h1>agentwatch exporter {html.escape(__version__)}</h1>"
+        f"<p>Collectors: {names}. Interval: {loop.interval:g}s. Cycles so far: {loop.cycles}.</p>"
+        '<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li>'
+        '<li><a href="readyz">/readyz</a></li></ul></body></html>'
+    )
+    return web.Response(text=body, content_type="text/html")
+
+
+def create_app(config: ExporterConfig, collectors: Sequence[Collector] | None = None) -> web.Application:
+    """Build the app; ``collectors`` overrides the ones the config asks for (tests use this)."""
+    app = web.Application()
+    app[CONFIG_KEY] = config
+    chosen = list(collectors) if collectors is not None else build_collectors(config)
+    app[LOOP_KEY] = CollectionLoop(chosen, config.interval_seconds)
+
+    async def collection(app: web.Application) -> AsyncIterator[None]:
+        loop = app[LOOP_KEY]
+        for collector in loop.collectors:
+            await collector.start()
+        task = asyncio.create_task(loop.run(), name="agentwatch-collection")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for collector in loop.collectors:
+            try:
+                await collector.stop()
+            except Exception:
+                log.exception("collector %s failed to stop cleanly", collector.name)
+
+    app.cleanup_ctx.append(collection)
+    app.router.add_get("/", index)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

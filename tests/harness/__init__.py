@@ -1,0 +1,1 @@
+"""Shared test harness: a private Docker engine, a running exporter, metric parsing."""

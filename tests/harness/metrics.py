@@ -1,0 +1,42 @@
+"""Parse a /metrics exposition into something tests can ask questions of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@dataclass
+class Scrape:
+    """Samples by name; ``value`` and ``series`` filter by labels."""
+
+    samples: list[tuple[str, dict[str, str], float]]
+    types: dict[str, str]
+    helps: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> Scrape:
+        samples, types, helps = [], {}, {}
+        for fam in text_string_to_metric_families(text):
+            types[fam.name] = fam.type
+            helps[fam.name] = fam.documentation
+            for s in fam.samples:
+                samples.append((s.name, dict(s.labels), s.value))
+        return cls(samples, types, helps)
+
+    def series(self, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+        return [(lbl, v) for n, lbl, v in self.samples
+                if n == name and all(lbl.get(k) == val for k, val in labels.items())]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The single matching sample's value; None if absent; error if ambiguous."""
+        found = self.series(name, **labels)
+        if not found:
+            return None
+        if len(found) > 1:
+            raise AssertionError(f"{name}{labels} matches {len(found)} series: {found[:5]}")
+        return found[0][1]
+
+    def names(self) -> set[str]:
+        return {n for n, _, _ in self.samples}
