@@ -271,5 +271,14 @@ def markdown_table(specs: Iterable[MetricSpec] = ALL) -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # pragma: no cover - used by docs generation
-    print(markdown_table(), end="")
+BEGIN_MARK = "<!-- BEGIN metrics -->"
+END_MARK = "<!-- END metrics -->"
+
+
+def with_table(document: str) -> str:
+    """``document`` with the text between the metrics markers replaced by the current table."""
+    head, sep, rest = document.partition(BEGIN_MARK)
+    _, sep2, tail = rest.partition(END_MARK)
+    if not (sep and sep2):
+        raise ValueError(f"document has no {BEGIN_MARK} ... {END_MARK} section")
+    return f"{head}{BEGIN_MARK}\n{markdown_table()}{END_MARK}{tail}"

@@ -68,9 +68,16 @@ def run_check_config(args: argparse.Namespace) -> int:
 
 
 def run_metrics_doc(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from agentwatch import catalog
 
-    sys.stdout.write(catalog.markdown_table())
+    if not args.update:
+        sys.stdout.write(catalog.markdown_table())
+    for name in args.update:
+        path = Path(name)
+        path.write_text(catalog.with_table(path.read_text()))
+        print(f"updated {path}")
     return 0
 
 
@@ -99,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_check_config)
 
     p = sub.add_parser("metrics-doc", help="print the metric table (Markdown) generated from the code")
+    p.add_argument("--update", nargs="+", default=[], metavar="FILE",
+                   help="rewrite the table between the metrics markers of these files instead of printing")
     p.set_defaults(func=run_metrics_doc)
 
     for register in _extra_commands():

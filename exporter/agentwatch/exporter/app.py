@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
 from agentwatch import __version__
@@ -19,6 +18,9 @@ from agentwatch.exporter.collectors.base import Collector
 from agentwatch.exporter.snapshot import CollectionLoop
 
 log = logging.getLogger("agentwatch.exporter")
+
+#: The classic text format every Prometheus 2.x understands (prometheus_client >= 0.22 says 1.0.0).
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LOOP_KEY = web.AppKey("loop", CollectionLoop)
 CONFIG_KEY = web.AppKey("config", ExporterConfig)
@@ -33,7 +35,7 @@ async def metrics(request: web.Request) -> web.Response:
     if snap is None:
         return web.Response(status=503, text="no collection has finished yet\n")
     openmetrics = _wants_openmetrics(request.headers.get("Accept", ""))
-    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
     headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         headers["Content-Encoding"] = "gzip"

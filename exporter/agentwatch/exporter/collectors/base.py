@@ -33,7 +33,7 @@ class Collector(ABC):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Start background work (an event stream, say). Default: nothing."""
 
     async def stop(self) -> None:
