@@ -71,44 +71,82 @@ class DockerConfig(Strict):
     _regex = field_validator("name_filter")(_check_regex)
 
 
+#: Label names a cmdline regex's named groups may not take: they are already on the families.
+RESERVED_PROCESS_LABELS = frozenset({"group", "pid", "le"})
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
 class ProcessMatcher(Strict):
     """One agent group: processes matching all the given conditions."""
 
     name: str = Field(min_length=1, pattern=r"^[a-zA-Z_][a-zA-Z0-9_.-]*$")
-    #: Exact process name (psutil's name(), the kernel's comm truncated to 15 chars).
+    #: Exact process name (the kernel's comm; names longer than 15 chars compare on the first 15).
     process_name: str | None = None
     #: Regex searched in the space-joined cmdline; named groups become labels (bounded).
     cmdline: str | None = None
-    #: Regex the parent process's name must match.
+    #: Regex the parent process's name must match as a whole (narrows process_name/cmdline).
     parent: str | None = None
     #: Only processes inside a container (True), outside (False), or either (None).
     in_container: bool | None = None
 
     _regex = field_validator("cmdline", "parent")(_check_regex)
 
+    @field_validator("cmdline")
+    @classmethod
+    def _label_names(cls, value: str | None) -> str | None:
+        for name in re.compile(value).groupindex if value else ():
+            if name in RESERVED_PROCESS_LABELS or name.startswith("__") or not _LABEL_NAME.match(name):
+                raise ValueError(f"named group {name!r} cannot be a label name (reserved: "
+                                 f"{', '.join(sorted(RESERVED_PROCESS_LABELS))}, and names starting with __)")
+        return value
+
     @model_validator(mode="after")
     def _needs_a_condition(self) -> ProcessMatcher:
         if not (self.process_name or self.cmdline):
-            raise ValueError("a process group needs process_name or cmdline")
+            raise ValueError("a process group needs process_name or cmdline (parent and in_container only narrow it)")
         return self
 
 
+# Pieces of the default matchers: an optional directory, interpreter options, and the --model flag.
+_DIR = r"(?:\S*/)?"
+_OPTS = r"(?:\s+-\S+)*"
+_END = r"(?=\s|$)"
+_MODEL = r"(?:.*?\s--model[= ](?P<model>[\w.:@/-]+))?"
+
+
 def default_process_groups() -> list[ProcessMatcher]:
-    """Common agent runtimes, so the exporter is useful with no config file."""
+    """Common agent runtimes, so the exporter is useful with no config file.
+
+    Each matcher anchors on the executable (or the script an interpreter runs), so a shell or a
+    ``grep`` that merely mentions an agent is not counted; agentwatch itself and pytest never match.
+    """
+    node = rf"{_DIR}(?:node(?:js)?|bun|deno){_OPTS}\s+"
     return [
-        ProcessMatcher(name="claude-code", cmdline=r"(^|/)(claude|claude-code)(\s|$)"),
-        ProcessMatcher(name="python-agent", cmdline=r"python[0-9.]*\s.*\bagent[\w-]*(\.py)?\b(.*--model[= ](?P<model>[\w.-]+))?"),
-        ProcessMatcher(name="node-agent", cmdline=r"node\s.*\bagent[\w-]*(\.[cm]?js)?\b(.*--model[= ](?P<model>[\w.-]+))?"),
+        ProcessMatcher(name="claude-code", cmdline=(
+            rf"^(?:(?:{node})?{_DIR}claude(?:-code)?{_END}|{node}\S*@anthropic-ai/claude-code/\S*){_MODEL}")),
+        ProcessMatcher(name="agent-cli", cmdline=(
+            rf"^(?:{node}|{_DIR}python[0-9.]*{_OPTS}\s+)?{_DIR}"
+            rf"(?P<runtime>codex|gemini|aider|goose|opencode|openhands|cursor-agent){_END}{_MODEL}")),
+        ProcessMatcher(name="python-agent", cmdline=(
+            rf"^{_DIR}python[0-9.]*{_OPTS}\s+{_DIR}(?![\w.-]*agentwatch)[\w.-]*agent[\w.-]*{_END}{_MODEL}")),
+        ProcessMatcher(name="node-agent", cmdline=(
+            rf"^{node}{_DIR}(?![\w.-]*agentwatch)[\w.@-]*agent[\w.-]*{_END}{_MODEL}")),
     ]
 
 
 class PerProcessConfig(Strict):
+    """Per-process series (``agentwatch_process_memory_rss_bytes{group,pid}``): off by default, capped."""
+
     enabled: bool = False
+    #: At most this many series; the processes with the largest RSS are kept.
     max_series: int = Field(default=100, ge=1, le=10000)
 
 
 class ProcessesConfig(Strict):
+    """The agent-process collector: groups of processes read from /proc."""
+
     enabled: bool = True
+    #: A process joins the first group that matches.
     groups: list[ProcessMatcher] = Field(default_factory=default_process_groups)
     per_process: PerProcessConfig = Field(default_factory=PerProcessConfig)
     #: Read USS (needs /proc/<pid>/smaps_rollup; costs more). Off by default for large fleets.
@@ -118,17 +156,36 @@ class ProcessesConfig(Strict):
     timeout_seconds: float = Field(default=4.0, gt=0, le=300)
     proc_root: str = "/proc"
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> ProcessesConfig:
-        names = [g.name for g in self.groups]
+    @field_validator("groups")
+    @classmethod
+    def _unique_names(cls, groups: list[ProcessMatcher]) -> list[ProcessMatcher]:
+        names = [g.name for g in groups]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"process group names must be unique, repeated: {', '.join(dupes)}")
-        return self
+        return groups
+
+
+def _check_jmespath(value: str | None) -> str | None:
+    if value is not None:
+        import jmespath
+        from jmespath.exceptions import JMESPathError
+
+        try:
+            jmespath.compile(value)
+        except JMESPathError as exc:
+            raise ValueError(f"not a valid JMESPath expression: {str(exc).splitlines()[0]}") from None
+    return value
+
+
+def _check_path(value: str | None) -> str | None:
+    if value is not None and not value.startswith("/"):
+        raise ValueError("expected a path starting with / (or null to disable the endpoint)")
+    return value
 
 
 class ProbeEndpoints(Strict):
-    """Paths (None disables one) and the JMESPath expressions that pick fields out of the JSON."""
+    """Paths probed on the server, relative to its URL; null disables one."""
 
     health: str | None = "/api/health"
     live: str | None = "/live"
@@ -136,24 +193,91 @@ class ProbeEndpoints(Strict):
     running: str | None = "/api/agents/running"
     deploy_status: str | None = "/api/deploy/status"
     pools: str | None = "/api/pools"
-    metrics_fields: dict[str, str] = Field(default_factory=dict)
+    #: Optional endpoint with request and error counters (they are also looked for in health).
+    stats: str | None = None
+
+    _paths = field_validator("*")(_check_path)
+
+
+class ProbeFields(Strict):
+    """JMESPath expressions that pick fields out of the JSON bodies; the defaults fit common shapes.
+
+    ``*_checks``, ``running_agents``, ``finished_agents`` and ``pools`` select a collection (a list of
+    objects, or an object keyed by name); the ``check_*``, ``agent_*`` and ``pool_*`` expressions are
+    then applied to each item.
+    """
+
+    # /api/health
+    health_status: str = "not_null(status, state, health)"
+    health_checks: str = "not_null(checks, components, dependencies, details)"
+    check_name: str = "not_null(name, id)"
+    check_status: str = "not_null(status, state, health)"
+    check_latency_seconds: str = "not_null(latency_seconds, latencySeconds)"
+    check_latency_ms: str = "not_null(latency_ms, latencyMs, response_time_ms, responseTimeMs)"
+    event_loop_lag_seconds: str = "not_null(event_loop_lag_seconds, eventLoopLagSeconds, checks.event_loop.lag_seconds)"
+    # /api/agents/running
+    running_agents: str = "not_null(agents, running, items, data, @)"
+    finished_agents: str = "not_null(recent, finished)"
+    agent_id: str = "not_null(id, agent_id, agentId, session_id, sessionId)"
+    agent_model: str = "not_null(model, model_name, modelName)"
+    agent_started_at: str = "not_null(started_at, startedAt, start_time, startTime, created_at, createdAt)"
+    agent_finished_at: str = "not_null(finished_at, finishedAt, ended_at, endedAt)"
+    agent_outcome: str = "not_null(outcome, status, state, result)"
+    agent_pid: str = "not_null(pid, process_id, processId)"
+    agent_container: str = "not_null(container, container_id, containerId)"
+    # /api/deploy/status
+    draining: str = "not_null(draining, isDraining, is_draining)"
+    max_concurrency: str = "not_null(maxConcurrency, max_concurrency, concurrency.max)"
+    # /api/pools
+    pools: str = "not_null(pools, @)"
+    pool_name: str = "not_null(name, id)"
+    pool_max_size: str = "not_null(max_size, maxSize, max)"
+    pool_size: str = "not_null(size, total, open)"
+    pool_in_use: str = "not_null(in_use, inUse, active, busy, checked_out)"
+    pool_idle: str = "not_null(idle, available, free)"
+    pool_waiting: str = "not_null(waiting, pending, queued)"
+    pool_evictions: str = "not_null(evictions, evicted, evictions_total)"
+    # stats (then health)
+    requests_total: str = "not_null(requests_total, requestsTotal, stats.requests_total, stats.requests)"
+    errors_total: str = "not_null(errors_total, errorsTotal, stats.errors_total, stats.errors)"
+
+    _jmespath = field_validator("*")(_check_jmespath)
+
+
+class ContainerCheck(Strict):
+    """Ask a Docker engine whether a running agent's container still runs (stuck-running check)."""
+
+    enabled: bool = False
+    #: Engine address; None means DOCKER_HOST or the default socket.
+    docker_host: str | None = None
 
 
 class ProbeTarget(Strict):
     """One agent server the exporter probes."""
 
     name: str = Field(min_length=1, pattern=r"^[a-zA-Z0-9_.:-]+$")
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=r"^https?://[^/\s]+")
     #: Environment variable holding the API key (sent as X-API-Key; never logged).
     api_key_env: str | None = None
     #: File holding the API key (first line).
     api_key_file: str | None = None
     timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: Bodies larger than this are cut off and counted as too_large (protects the exporter's memory).
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     endpoints: ProbeEndpoints = Field(default_factory=ProbeEndpoints)
-    #: JMESPath expressions, by field name; see the README's probe section.
-    fields: dict[str, str] = Field(default_factory=dict)
+    fields: ProbeFields = Field(default_factory=ProbeFields)
+    #: Cardinality caps: models beyond this fold into model="_other"; pools and checks beyond
+    #: their caps are dropped (and counted in agentwatch_probe_series_dropped_total).
+    max_models: int = Field(default=20, ge=1, le=500)
+    max_pools: int = Field(default=20, ge=1, le=500)
+    max_checks: int = Field(default=30, ge=1, le=500)
+    #: Agents read from one running list; the rest are ignored (and counted as dropped).
+    max_agents: int = Field(default=5000, ge=1, le=100_000)
+    #: Check that a running agent's pid is alive. Needs the exporter in the server's pid namespace,
+    #: so "auto" checks only servers on a loopback address.
+    check_pids: bool | Literal["auto"] = "auto"
+    containers: ContainerCheck = Field(default_factory=ContainerCheck)
 
     def api_key(self) -> str | None:
         """The key from the environment or a file; None when neither is set."""

@@ -1,19 +1,440 @@
-"""PLACEHOLDER: to be implemented (issue 4). Returns nothing yet."""
+"""Probes of the agent servers' own HTTP APIs: health, liveness, running agents, deploy status, pools.
+
+Each configured server is probed by its own background task on its own interval, through one shared
+``aiohttp.ClientSession``; the endpoints of one server are fetched concurrently. ``collect()`` only
+turns the latest results into families, so a slow or blocked server delays neither another server's
+probes nor the collection cycle. Fields are picked from the JSON by the configured JMESPath
+expressions (``probe_fields``); bad bodies are counted by reason and logged once per condition.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
 from prometheus_client.core import Metric
 
-from agentwatch.config import ExporterConfig
+from agentwatch import catalog
+from agentwatch.config import ExporterConfig, ProbeTarget
+from agentwatch.exporter.collectors import probe_http, probe_liveness
 from agentwatch.exporter.collectors.base import Collector
+from agentwatch.exporter.collectors.probe_fields import (
+    OUTCOMES,
+    Agent,
+    Check,
+    Deploy,
+    Fields,
+    Pool,
+    Problem,
+    Running,
+)
+from agentwatch.instrument import Histogram
+from agentwatch.log import OnceLogger, register_secret
+
+log = logging.getLogger("agentwatch.probes")
+
+ENDPOINTS = ("health", "live", "ready", "running", "deploy_status", "pools", "stats")
+FAILURE_REASONS = ("timeout", "connect", "auth", "http_status", "not_json", "too_large", "missing_field",
+                   "bad_type", "error")
+DROP_KINDS = ("model", "pool", "check", "agent")
+OTHER = "_other"
+#: Bodies above this size are parsed in the collector's thread pool rather than on the event loop.
+_PARSE_INLINE_BYTES = 256 * 1024
+#: Health answers with these statuses still carry a body worth reading (a failing health check).
+_HEALTH_BODY_STATUSES = frozenset({500, 503})
+
+
+@dataclass
+class _Endpoint:
+    path: str
+    success: int | None = None
+    duration: Histogram = field(default_factory=lambda: Histogram(catalog.DURATION_BUCKETS))
+    codes: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Tracked:
+    """An agent seen running: what is needed to time its run when it leaves the list."""
+
+    model: str
+    started_at: float | None
+    first_seen: float
+    stuck: bool = False
+
+
+class ServerProbe:
+    """State and probing of one agent server."""
+
+    def __init__(self, target: ProbeTarget, owner: ProbeCollector) -> None:
+        self.target = target
+        self.name = target.name
+        self.owner = owner
+        self.base = target.url.rstrip("/")
+        self.fields = Fields(target.fields)
+        self.endpoints = {ep: _Endpoint(path) for ep in ENDPOINTS
+                          if (path := getattr(target.endpoints, ep)) is not None}
+        self.check_pids = (probe_liveness.is_loopback_url(target.url) if target.check_pids == "auto"
+                           else bool(target.check_pids))
+        self.containers = (probe_liveness.ContainerChecker(target.containers.docker_host, target.timeout_seconds)
+                           if target.containers.enabled else None)
+        self.once = OnceLogger(log)
+        # latest results; None means "no usable answer on the last probe"
+        self.health_status: str | None = None
+        self.checks: OrderedDict[str, Check] = OrderedDict()
+        self.lag: float | None = None
+        self.live: float | None = None
+        self.ready: float | None = None
+        self.deploy: Deploy | None = None
+        self.pools: list[Pool] | None = None
+        self.requests_total: float | None = None
+        self.errors_total: float | None = None
+        self.agents: list[Agent] | None = None
+        self.stuck: Counter[str] = Counter()
+        # cumulative
+        self.models: list[str] = []
+        self.run_durations: dict[str, Histogram] = {}
+        self.runs: Counter[tuple[str, str]] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.tracked: dict[str, _Tracked] = {}
+        self.counted: OrderedDict[str, None] = OrderedDict()
+        self.running_seen = False
+        self.probes = 0
+
+    # -- probing --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Probe forever on the server's interval (a slow probe delays the next, never overlaps)."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self.probe_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug in handling one body must not end the server's task
+                self.once.problem(f"{self.name}:bug", "probing %s failed unexpectedly: %s", self.name, exc,
+                                  server=self.name)
+            await asyncio.sleep(max(0.0, self.target.interval_seconds - (time.monotonic() - started)))
+
+    async def probe_once(self) -> None:
+        session = self.owner.session
+        if session is None:
+            return
+        # a key file is re-read every probe (rotation works) in the pool: file reads block
+        key = await self.owner.run_sync(self.target.api_key) if self.target.api_key_file else self.target.api_key()
+        register_secret(key)
+        hdrs = probe_http.headers(key)
+        names = list(self.endpoints)
+        fetched = await asyncio.gather(*(
+            probe_http.fetch(session, self.base + self.endpoints[ep].path, hdrs, self.target.timeout_seconds,
+                             self.target.max_body_bytes) for ep in names))
+        for ep, result in zip(names, fetched, strict=True):
+            await self._apply(ep, result)
+        self.probes += 1
+
+    async def _json(self, body: bytes) -> Any:
+        if len(body) > _PARSE_INLINE_BYTES:
+            return await self.owner.run_sync(json.loads, body)
+        return json.loads(body)
+
+    async def _apply(self, ep: str, result: probe_http.Fetched) -> None:
+        state = self.endpoints[ep]
+        state.duration.observe(result.duration)
+        if result.status is not None:
+            state.codes[str(result.status)] += 1
+        reasons: list[tuple[str, str]] = []
+        if result.failure:
+            reasons.append((result.failure, result.detail))
+        data: Any = None
+        needs_body = ep not in ("live", "ready")
+        body_usable = result.body is not None and (
+            result.ok or (ep == "health" and result.status in _HEALTH_BODY_STATUSES))
+        if needs_body and body_usable:
+            try:
+                data = await self._json(result.body or b"")
+            except (ValueError, RecursionError) as exc:
+                reasons.append(("not_json", f"body is not JSON: {str(exc)[:100]}"))
+                data = None
+                body_usable = False
+        problems: list[Problem] = []
+        if needs_body:
+            problems = await self._use(ep, data if body_usable else None)
+        reasons += [(p.reason, p.detail) for p in problems]
+        fatal = bool(result.failure) or (needs_body and not body_usable) or any(p.fatal for p in problems)
+        state.success = 0 if fatal else 1
+        if ep == "live":
+            self.live = 1.0 if result.ok else 0.0
+        elif ep == "ready":
+            self.ready = 1.0 if result.ok else 0.0
+        for reason in sorted({r for r, _ in reasons}):
+            state.failures[reason] += 1
+        self._log(ep, reasons)
+
+    def _log(self, ep: str, reasons: list[tuple[str, str]]) -> None:
+        active = {r for r, _ in reasons}
+        for reason, detail in reasons:
+            self.once.problem(f"{self.name}:{ep}:{reason}", "probe of %s %s failed (%s): %s", self.name,
+                              self.endpoints[ep].path, reason, detail, server=self.name, endpoint=ep,
+                              reason=reason)
+        for reason in FAILURE_REASONS:
+            if reason not in active:
+                self.once.cleared(f"{self.name}:{ep}:{reason}", "probe of %s %s recovered from %s", self.name,
+                                  self.endpoints[ep].path, reason, server=self.name, endpoint=ep, reason=reason)
+
+    async def _use(self, ep: str, data: Any) -> list[Problem]:
+        """Fold one endpoint's body into the state; ``data`` is None when the probe failed."""
+        t = self.target
+        if ep == "health":
+            if data is None:
+                self.health_status = "unknown" if self.health_status is not None or self.checks else None
+                for check in self.checks.values():
+                    check.status, check.latency_seconds = "unknown", None
+                self.lag = None
+                return []
+            health, problems, dropped = self.fields.health(data, t.max_checks)
+            self.dropped["check"] += dropped
+            self.health_status = health.status
+            known = {c.name for c in health.checks}
+            for name, check in list(self.checks.items()):  # checks that vanished stay, as unknown
+                if name not in known:
+                    check.status, check.latency_seconds = "unknown", None
+            for check in health.checks:
+                self.checks[check.name] = check
+            while len(self.checks) > t.max_checks:
+                self.checks.popitem(last=False)
+            self.lag = health.event_loop_lag_seconds
+            if "stats" not in self.endpoints:
+                self._counters(health.requests_total, health.errors_total)
+            return problems
+        if ep == "stats":
+            if data is not None:
+                counters = self.fields.counters(data)
+                self._counters(counters.requests_total, counters.errors_total)
+                if counters.requests_total is None and counters.errors_total is None:
+                    return [Problem("missing_field", "stats: neither requests nor errors")]
+            return []
+        if ep == "deploy_status":
+            if data is None:
+                self.deploy = None
+                return []
+            self.deploy, problems = self.fields.deploy(data)
+            return problems
+        if ep == "pools":
+            if data is None:
+                self.pools = None
+                return []
+            pools, problems, dropped = self.fields.pools(data, t.max_pools)
+            self.dropped["pool"] += dropped
+            self.pools = None if any(p.fatal for p in problems) else pools
+            return problems
+        if ep == "running":
+            if data is None:
+                self.agents = None
+                self.stuck = Counter()
+                return []
+            running, problems = self.fields.running(data, t.max_agents)
+            self.dropped["agent"] += running.dropped
+            if any(p.fatal for p in problems):
+                self.agents = None
+                self.stuck = Counter()
+            else:
+                await self._track(running)
+            return problems
+        return []
+
+    def _counters(self, requests: float | None, errors: float | None) -> None:
+        self.requests_total, self.errors_total = requests, errors
+
+    def model(self, name: str) -> str:
+        """The model label, folding models beyond the cap into ``_other``."""
+        if name in self.models:
+            return name
+        if len(self.models) < self.target.max_models:
+            self.models.append(name)
+            return name
+        self.dropped["model"] += 1
+        return OTHER
+
+    async def _track(self, running: Running) -> None:
+        now = time.time()
+        agents = running.agents
+        current = {a.id for a in agents}
+        first = not self.running_seen
+        self.running_seen = True
+        for agent_id, seen in list(self.tracked.items()):
+            if agent_id in current:
+                continue
+            done = running.finished.get(agent_id)
+            outcome = done.outcome if done and done.outcome != "unknown" else ("lost" if seen.stuck else "unknown")
+            end = done.finished_at if done and done.finished_at else now
+            start = seen.started_at or (done.started_at if done else None) or seen.first_seen
+            self._finished(seen.model, outcome, max(0.0, end - start))
+            del self.tracked[agent_id]
+            self._remember(agent_id)
+        for agent_id, done in running.finished.items():  # runs that began and ended between probes
+            if agent_id in self.counted or agent_id in self.tracked:
+                continue
+            self._remember(agent_id)
+            if first:
+                continue  # history from before the exporter started
+            seconds = (done.finished_at - done.started_at) if done.finished_at and done.started_at else None
+            self._finished(self.model(done.model), done.outcome, seconds)
+        for agent in agents:
+            agent.model = self.model(agent.model)
+            if agent.id not in self.tracked:
+                self.tracked[agent.id] = _Tracked(agent.model, agent.started_at, now)
+        self.agents = agents
+        gone = await self._gone(agents)
+        self.stuck = Counter()
+        for agent in agents:
+            if agent.id in gone:
+                self.tracked[agent.id].stuck = True
+                self.stuck[agent.model] += 1
+
+    def _finished(self, model: str, outcome: str, seconds: float | None) -> None:
+        self.runs[(model, outcome)] += 1
+        if seconds is not None:
+            self.run_durations.setdefault(model, Histogram(catalog.AGENT_RUN_BUCKETS)).observe(max(0.0, seconds))
+
+    def _remember(self, agent_id: str) -> None:
+        self.counted[agent_id] = None
+        while len(self.counted) > 2 * self.target.max_agents:
+            self.counted.popitem(last=False)
+
+    async def _gone(self, agents: list[Agent]) -> set[str]:
+        """Ids of agents whose pid or container is gone (blocking checks run off the loop)."""
+        with_pid = [(a.id, a.pid, a.started_at) for a in agents if a.pid is not None] if self.check_pids else []
+        with_container = [a for a in agents if a.container] if self.containers else []
+        if not (with_pid or with_container):
+            return set()
+
+        def check() -> set[str]:
+            out = {agent_id for agent_id, pid, started in with_pid if not probe_liveness.pid_alive(pid, started)}
+            if self.containers is not None and with_container:
+                gone = self.containers.gone({a.container for a in with_container if a.container})
+                out |= {a.id for a in with_container if a.container in gone}
+            return out
+
+        return await self.owner.run_sync(check)
+
+    # -- families -------------------------------------------------------------------------------
+
+    def add_to(self, fams: dict[str, Metric], now: float) -> None:
+        s = self.name
+        for ep, state in self.endpoints.items():
+            if state.success is not None:
+                fams["agentwatch_probe_success"].add_metric([s, ep], state.success)
+            buckets, total = state.duration.samples()
+            fams["agentwatch_probe_duration_seconds"].add_metric([s, ep], buckets, total)
+            for code, count in sorted(state.codes.items()):
+                fams["agentwatch_probe_http_responses_total"].add_metric([s, ep, code], count)
+            for reason in FAILURE_REASONS:
+                fams["agentwatch_probe_failures_total"].add_metric([s, ep, reason], state.failures.get(reason, 0))
+        for kind in DROP_KINDS:
+            fams["agentwatch_probe_series_dropped_total"].add_metric([s, kind], self.dropped.get(kind, 0))
+        if self.health_status is not None:
+            checks = [Check("overall", self.health_status), *self.checks.values()]
+            for check in checks:
+                for st in catalog.APP_HEALTH_STATES:
+                    fams["agentwatch_app_health_status"].add_metric([s, check.name, st],
+                                                                    1.0 if st == check.status else 0.0)
+                if check.latency_seconds is not None:
+                    fams["agentwatch_app_dependency_latency_seconds"].add_metric([s, check.name],
+                                                                                 check.latency_seconds)
+        if self.lag is not None:
+            fams["agentwatch_app_event_loop_lag_seconds"].add_metric([s], self.lag)
+        if self.live is not None:
+            fams["agentwatch_app_live"].add_metric([s], self.live)
+        if self.ready is not None:
+            fams["agentwatch_app_ready"].add_metric([s], self.ready)
+        if self.deploy is not None:
+            if self.deploy.draining is not None:
+                fams["agentwatch_app_draining"].add_metric([s], 1.0 if self.deploy.draining else 0.0)
+            if self.deploy.max_concurrency is not None:
+                fams["agentwatch_app_max_concurrency"].add_metric([s], self.deploy.max_concurrency)
+        if self.agents is not None:
+            by_model = Counter(a.model for a in self.agents)
+            for model in [*self.models, *([OTHER] if OTHER in by_model else [])]:
+                fams["agentwatch_agents_running"].add_metric([s, model], by_model.get(model, 0))
+                fams["agentwatch_agents_stuck_running"].add_metric([s, model], self.stuck.get(model, 0))
+            starts = [self.tracked[a.id].started_at or self.tracked[a.id].first_seen
+                      for a in self.agents if a.id in self.tracked]
+            fams["agentwatch_agent_oldest_running_seconds"].add_metric([s], max(0.0, now - min(starts))
+                                                                       if starts else 0.0)
+        for model, hist in sorted(self.run_durations.items()):
+            buckets, total = hist.samples()
+            fams["agentwatch_agent_run_duration_seconds"].add_metric([s, model], buckets, total)
+        for model in sorted({m for m, _ in self.runs}):
+            for outcome in OUTCOMES:
+                fams["agentwatch_agent_runs_total"].add_metric([s, model, outcome], self.runs.get((model, outcome), 0))
+        for pool in self.pools or ():
+            for key, value in pool.values.items():
+                metric = "agentwatch_pool_evictions_total" if key == "evictions" else f"agentwatch_pool_{key}"
+                fams[metric].add_metric([s, pool.name], value)
+        if self.requests_total is not None:
+            fams["agentwatch_app_requests_total"].add_metric([s], self.requests_total)
+        if self.errors_total is not None:
+            fams["agentwatch_app_request_errors_total"].add_metric([s], self.errors_total)
+
+
+#: The families this collector fills (the pool wait histogram only comes from instrumentation).
+_FAMILIES = tuple(spec.name for spec in catalog.PROBES if spec.name != "agentwatch_pool_wait_seconds")
 
 
 class ProbeCollector(Collector):
+    """Probes every server of ``config.probes``; one background task per server."""
+
     name = "probes"
 
     def __init__(self, config: ExporterConfig) -> None:
-        super().__init__(timeout=30.0)
+        super().__init__(timeout=5.0, max_workers=min(8, 2 + len(config.probes)))
         self.config = config
+        self.session: aiohttp.ClientSession | None = None
+        self.servers: list[ServerProbe] = []
+        seen: set[str] = set()
+        for target in config.probes:
+            if target.name in seen:
+                log.error("probe target name %r repeats; probing only the first", target.name)
+                continue
+            seen.add(target.name)
+            register_secret(target.api_key())
+            self.servers.append(ServerProbe(target, self))
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=max(10, 8 * len(self.servers)), limit_per_host=8),
+                # per-request deadlines are set by each probe; this is only a backstop
+                timeout=aiohttp.ClientTimeout(total=120), auto_decompress=True)
+        for server in self.servers:
+            self._tasks.append(asyncio.create_task(server.run(), name=f"agentwatch-probe-{server.name}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        for server in self.servers:
+            if server.containers is not None:
+                await self.run_sync(server.containers.close)
+        await super().stop()
 
     async def collect(self) -> list[Metric]:
-        return []
+        fams = {name: catalog.family(name) for name in _FAMILIES}
+        now = time.time()
+        for server in self.servers:
+            server.add_to(fams, now)
+        return list(fams.values())

@@ -1,0 +1,5 @@
+"""A realistic demo agent fleet: an aiohttp agent server whose agents are real child processes.
+
+Used by the tests, the end-to-end loop and the demo (``agentwatch demo-agents``). See the README's
+probe section for its endpoints.
+"""

@@ -1,0 +1,384 @@
+"""The decision engine: alerts + state (+ observed values) -> decisions. Pure: no I/O, no clock.
+
+Three steps, each a plain function so every rule can be tested without starting anything:
+
+1. ``evaluate``: match alerts to rules, resolve and allowlist targets, drop duplicates and
+   actions in cooldown, cancel or schedule reverses for resolved alerts.
+2. ``plan``: with observed values, compute the new value within bounds and host limits; keep the
+   highest-priority action per target; apply the global rate limit.
+3. ``commit``: record what was decided in the state (dedupe, cooldowns, rate window, baselines).
+
+``due_reverses`` turns pending reverses whose stabilisation window has passed into decisions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from agentwatch.scaler.config import TEMPLATE_RE, Rule, ScalerConfig, target_problem
+from agentwatch.scaler.state import State
+from agentwatch.scaler.webhook import Alert
+
+#: Skips that a repeat of the same alert cannot change: the alert instance is marked as seen. A loser
+#: on priority stays lost, so a repeat cannot pile a second action onto a target the winner handled.
+FINAL_SKIPS = frozenset({"target_unresolved", "target_not_allowed", "action_not_supported", "no_change",
+                         "lower_priority"})
+#: Which observed quantity each action moves (for baselines and host limits).
+QUANTITY = {"scale_up": "replicas", "scale_down": "replicas", "resize_memory": "memory",
+            "set_concurrency": "concurrency"}
+REVERSE_ACTION = {"scale_up": "scale_down", "scale_down": "scale_up", "resize_memory": "resize_memory",
+                  "set_concurrency": "set_concurrency", "notify": "notify"}
+REPLICA_KINDS = ("compose_service", "swarm_service")
+MEMORY_KINDS = ("compose_service", "swarm_service", "container")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a backend saw on a target just before deciding; None where it does not apply."""
+
+    replicas: int | None = None
+    #: The per-container memory limit (largest across a service's containers); 0 means unlimited.
+    memory_bytes: int | None = None
+    #: Sum of the memory limits of all the target's containers.
+    memory_total_bytes: int | None = None
+    concurrency: int | None = None
+    draining: bool | None = None
+
+
+@dataclass
+class Decision:
+    """One rule applied to one alert (or one pending reverse): what to do, or why not."""
+
+    rule: str
+    action: str
+    target: str
+    priority: int
+    alertname: str
+    fingerprint: str
+    starts_at: str
+    trigger: str  # firing | resolved | reverse
+    dedupe_key: str
+    outcome: str = "act"  # act | skipped | scheduled
+    reason: str = ""
+    detail: str = ""
+    current: float | None = None
+    desired: float | None = None
+    baseline: float | None = None
+    message: str = ""
+    mode: str = ""
+    result: str = ""  # pending | success | failure | dry_run ('' when not acted on)
+    error: str = ""
+    attempts: int = 0
+    received_at: float = 0.0
+    decided_at: float = 0.0
+    finished_at: float = 0.0
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def skip(self, reason: str, detail: str = "") -> None:
+        self.outcome, self.reason, self.detail = "skipped", reason, detail
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def matches(rule: Rule, alert: Alert) -> bool:
+    """alertname, equality and (anchored) regex matchers; a missing label is the empty string."""
+    if rule.alertname is not None and alert.alertname != rule.alertname:
+        return False
+    if any(alert.labels.get(k, "") != v for k, v in rule.match.items()):
+        return False
+    return all(_compiled(p).fullmatch(alert.labels.get(k, "")) for k, p in rule.match_re.items())
+
+
+def render(template: str, alert: Alert) -> str | None:
+    """Fill {{ labels.x }} / {{ annotations.x }}; None when a referenced value is missing or empty."""
+    missing = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal missing
+        source = alert.labels if m.group(1) == "labels" else alert.annotations
+        value = source.get(m.group(2), "")
+        missing = missing or not value
+        return value
+
+    out = TEMPLATE_RE.sub(sub, template)
+    return None if missing else out
+
+
+def _message(rule: Rule, alert: Alert, trigger: str) -> str:
+    if rule.message:
+        text = TEMPLATE_RE.sub(lambda m: (alert.labels if m.group(1) == "labels" else alert.annotations)
+                               .get(m.group(2), ""), rule.message)
+    else:
+        summary = alert.annotations.get("summary", "")
+        text = f"[agentwatch] {alert.alertname} {trigger}" + (f": {summary}" if summary else "")
+    return text[:2000]
+
+
+def dedupe_key(rule: str, alert: Alert) -> str:
+    return f"{rule}|{alert.fingerprint}|{alert.starts_at}|{alert.status}"
+
+
+def evaluate(alerts: list[Alert], config: ScalerConfig, state: State, now: float) -> list[Decision]:
+    """Candidate decisions for one webhook, before observation; skips carry a reason."""
+    out: list[Decision] = []
+    for alert in alerts:
+        for rule in config.rules:
+            if not matches(rule, alert):
+                continue
+            if alert.status == "resolved" and rule.on_resolved != "reverse":
+                continue
+            d = Decision(rule=rule.name, action=rule.action, target=rule.target, priority=rule.priority,
+                         alertname=alert.alertname, fingerprint=alert.fingerprint, starts_at=alert.starts_at,
+                         trigger=alert.status, dedupe_key=dedupe_key(rule.name, alert),
+                         mode=rule.mode if rule.action == "set_concurrency" else "")
+            out.append(d)
+            target = render(rule.target, alert)
+            if target is None:
+                d.skip("target_unresolved", "the alert lacks a label the target template needs")
+                continue
+            d.target = target
+            if target not in config.targets:
+                d.skip("target_not_allowed", f"{target[:100]!r} is not in the targets allowlist")
+                continue
+            problem = target_problem(rule, config.targets[target])
+            if problem:
+                d.skip("action_not_supported", problem)
+                continue
+            if state.is_seen(d.dedupe_key, now):
+                d.skip("duplicate", "this alert instance was already decided")
+                continue
+            pending_key = f"{rule.name}|{target}"
+            if alert.status == "resolved":
+                d.action = REVERSE_ACTION[rule.action]
+                if rule.action == "set_concurrency":
+                    d.mode = "restore"
+                if pending_key not in state.applied:
+                    d.skip("no_change", "the rule has not acted on this target, nothing to reverse")
+                    continue
+                d.outcome = "scheduled"
+                d.detail = f"reverse after {rule.stabilization_seconds:g}s of stabilisation"
+                continue
+            if rule.action == "notify":
+                d.message = _message(rule, alert, "firing")
+            if d.mode == "restore":
+                d.baseline = state.baselines.get(f"{target}|concurrency")
+            left = state.cooldown_left(target, rule.action, now)
+            if left > 0:
+                d.skip("cooldown", f"{left:.0f}s left")
+    return out
+
+
+def due_reverses(config: ScalerConfig, state: State, now: float) -> list[Decision]:
+    """Pending reverses whose window has passed and whose cooldown allows them."""
+    rules = {r.name: r for r in config.rules}
+    out = []
+    for key, info in sorted(state.pending.items()):
+        if info["due"] > now:
+            continue
+        rule_name, _, target = key.partition("|")
+        rule = rules.get(rule_name)
+        if rule is None or target not in config.targets:
+            continue  # the policy changed; commit drops it
+        action = REVERSE_ACTION[rule.action]
+        if state.cooldown_left(target, action, now) > 0:
+            continue
+        d = Decision(rule=rule.name, action=action, target=target, priority=rule.priority,
+                     alertname=str(info.get("alertname", "")), fingerprint=str(info.get("fingerprint", "")),
+                     starts_at=str(info.get("starts_at", "")), trigger="reverse", dedupe_key="",
+                     mode="restore" if rule.action == "set_concurrency" else "")
+        quantity = QUANTITY.get(rule.action)
+        if quantity:
+            d.baseline = state.baselines.get(f"{target}|{quantity}")
+            if d.baseline is None and not (action == "set_concurrency"
+                                           and config.targets[target].max_concurrency):  # type: ignore[union-attr]
+                d.skip("no_change", "no baseline recorded")
+        if action == "notify":
+            d.message = f"[agentwatch] {d.alertname} resolved"
+        out.append(d)
+    # Reverses whose rule or target left the policy are dropped.
+    for key in [k for k in state.pending if k.split("|", 1)[0] not in rules
+                or k.split("|", 1)[1] not in config.targets]:
+        state.pending.pop(key, None)
+    return out
+
+
+def targets_to_observe(decisions: list[Decision], config: ScalerConfig) -> set[str]:
+    """Targets whose current values ``plan`` needs; every replica/memory target when a host limit applies."""
+    need = {d.target for d in decisions
+            if d.outcome == "act" and d.action not in ("notify", "restart")}
+    limits = config.limits
+    if any(d.outcome == "act" and d.action == "scale_up" for d in decisions):
+        if limits.max_total_replicas is not None:
+            need |= {n for n, t in config.targets.items() if t.kind in REPLICA_KINDS}
+        if limits.max_total_memory_bytes is not None:
+            need |= {n for n, t in config.targets.items() if t.kind in MEMORY_KINDS}
+    return need
+
+
+def _rule(config: ScalerConfig, name: str) -> Rule:
+    return next(r for r in config.rules if r.name == name)
+
+
+def _bounded(d: Decision, config: ScalerConfig, obs: Observation) -> tuple[float, float] | str:
+    """(current, desired) within the target's bounds, or the reason to skip."""
+    rule, target = _rule(config, d.rule), config.targets[d.target]
+    if d.action in ("scale_up", "scale_down"):
+        if obs.replicas is None:
+            return "observe_failed"
+        cur = obs.replicas
+        if d.action == "scale_up":
+            goal = d.baseline if d.baseline is not None else cur + rule.step
+            desired = min(goal, target.max_replicas)  # type: ignore[union-attr]
+            return (cur, desired) if desired > cur else "bounds"
+        goal = d.baseline if d.baseline is not None else cur - rule.step
+        desired = max(goal, target.min_replicas)  # type: ignore[union-attr]
+        return (cur, desired) if desired < cur else "bounds"
+    if d.action == "resize_memory":
+        if not obs.memory_bytes:
+            return "observe_failed" if obs.memory_bytes is None else "bounds"
+        cur = obs.memory_bytes
+        if d.baseline is not None:
+            goal = d.baseline
+        elif rule.factor is not None:
+            goal = int(cur * rule.factor)
+        else:
+            goal = cur + (rule.step_bytes or 0)
+        desired = min(max(goal, target.min_memory_bytes), target.max_memory_bytes)  # type: ignore[union-attr]
+        return (cur, desired) if desired != cur else "bounds"
+    if d.action == "set_concurrency":
+        if obs.concurrency is None:
+            return "observe_failed"
+        cur = obs.concurrency
+        if d.mode == "restore":
+            ceiling = target.max_concurrency  # type: ignore[union-attr]
+            goal = d.baseline if d.baseline is not None else ceiling
+            if goal is None:
+                return "no_change"
+            desired = min(goal, ceiling) if ceiling else goal
+            return (cur, desired) if desired > cur else "no_change"
+        goal = math.floor(cur * rule.factor) if rule.factor is not None else cur - rule.step
+        desired = max(goal, target.min_concurrency)  # type: ignore[union-attr]
+        return (cur, desired) if desired < cur else "bounds"
+    if d.action == "drain":
+        if obs.draining is None:
+            return "observe_failed"
+        return "no_change" if obs.draining else (0, 1)
+    return (0, 0)  # restart, notify: nothing to bound
+
+
+def _host_limit(d: Decision, config: ScalerConfig, observed: dict[str, Observation | None],
+                added: dict[str, float]) -> str | None:
+    """Why a scale_up would break a host limit (given increments already planned), or None."""
+    limits = config.limits
+    assert d.current is not None and d.desired is not None
+    extra = d.desired - d.current
+    if limits.max_total_replicas is not None:
+        names = [n for n, t in config.targets.items() if t.kind in REPLICA_KINDS]
+        if any(observed.get(n) is None or observed[n].replicas is None for n in names):  # type: ignore[union-attr]
+            return "replica count of a target unknown"
+        total = sum(observed[n].replicas for n in names) + added["replicas"]  # type: ignore[union-attr,misc]
+        if total + extra > limits.max_total_replicas:
+            return f"{total:g} + {extra:g} replicas > max_total_replicas {limits.max_total_replicas}"
+    if limits.max_total_memory_bytes is not None:
+        per_replica = observed[d.target].memory_bytes  # type: ignore[union-attr]
+        if not per_replica:
+            return "the service has no memory limit, so its cost is unbounded"
+        names = [n for n, t in config.targets.items() if t.kind in MEMORY_KINDS]
+        if any(observed.get(n) is None or observed[n].memory_total_bytes is None for n in names):  # type: ignore
+            return "memory of a target unknown"
+        total = sum(observed[n].memory_total_bytes for n in names) + added["memory"]  # type: ignore[union-attr,misc]
+        if total + extra * per_replica > limits.max_total_memory_bytes:
+            return f"{total + extra * per_replica:.0f} bytes > max_total_memory_bytes"
+    return None
+
+
+def plan(decisions: list[Decision], config: ScalerConfig, state: State,
+         observed: dict[str, Observation | None], now: float) -> None:
+    """Fill current/desired, or skip: bounds, host limit, lower priority, rate limit. Mutates decisions."""
+    order = sorted((d for d in decisions if d.outcome == "act"), key=lambda d: -d.priority)
+    won: dict[str, str] = {}
+    added = {"replicas": 0.0, "memory": 0.0}
+    budget = config.rate_limit.max_actions - state.actions_in_window(now, config.rate_limit.per_seconds)
+    for d in order:
+        if d.target in won:
+            d.skip("lower_priority", f"rule {won[d.target]} won for this target")
+            continue
+        obs = observed.get(d.target, Observation()) if d.action in ("notify", "restart") else observed.get(d.target)
+        if obs is None:
+            d.skip("observe_failed", "the target's current state could not be read")
+            continue
+        bounded = _bounded(d, config, obs)
+        if isinstance(bounded, str):
+            d.skip(bounded, "already at the bound" if bounded == "bounds" else "")
+            continue
+        d.current, d.desired = bounded
+        if d.action == "scale_up":
+            why = _host_limit(d, config, observed, added)
+            if why:
+                d.skip("host_limit", why)
+                continue
+        if budget <= 0:
+            d.skip("rate_limit", f"{config.rate_limit.max_actions} actions per {config.rate_limit.per_seconds:g}s")
+            continue
+        budget -= 1
+        won[d.target] = d.rule
+        if d.action == "scale_up":
+            added["replicas"] += d.desired - d.current
+            added["memory"] += (d.desired - d.current) * (observed[d.target].memory_bytes or 0)  # type: ignore
+
+
+def commit(decisions: list[Decision], config: ScalerConfig, state: State, now: float) -> bool:
+    """Record decisions in the state; True if anything that must be persisted changed."""
+    changed = False
+    rules = {r.name: r for r in config.rules}
+    for d in decisions:
+        rule = rules.get(d.rule)
+        key = f"{d.rule}|{d.target}"
+        if d.trigger == "reverse":
+            if d.outcome == "act" or d.reason in FINAL_SKIPS or d.reason == "bounds":
+                state.pending.pop(key, None)
+                state.applied.pop(key, None)
+                quantity = QUANTITY.get(d.action)
+                if d.outcome == "act" and quantity:
+                    state.baselines.pop(f"{d.target}|{quantity}", None)
+            else:  # rate limit or unreadable target: try again a little later
+                state.pending[key]["due"] = now + min(30.0, max(config.tick_seconds, 1.0))
+            if d.outcome == "act":
+                state.start_cooldown(d.target, d.action, now + (rule.cooldown_seconds if rule else 0))
+                state.actions.append(now)
+            changed = True
+            continue
+        if d.outcome == "scheduled":
+            state.pending[key] = {"due": now + (rule.stabilization_seconds if rule else 0),
+                                  "fingerprint": d.fingerprint, "starts_at": d.starts_at, "alertname": d.alertname}
+        elif d.trigger == "firing" and state.pending.pop(key, None) is not None:
+            changed = True  # the alert fires again: the reverse waiting for it to stay resolved is off
+        if d.outcome in ("act", "scheduled") or d.reason in FINAL_SKIPS:
+            state.mark_seen(d.dedupe_key, now, config.dedupe_ttl_seconds, config.max_dedupe_entries)
+            changed = True
+        if d.outcome == "act":
+            assert rule is not None
+            state.start_cooldown(d.target, d.action, now + rule.cooldown_seconds)
+            state.actions.append(now)
+            quantity = QUANTITY.get(d.action)
+            if rule.on_resolved == "reverse":
+                state.applied.setdefault(key, now)
+                if quantity and d.current is not None:
+                    state.baselines.setdefault(f"{d.target}|{quantity}", d.current)
+            elif d.action == "set_concurrency" and d.mode == "lower" and d.current is not None:
+                state.baselines.setdefault(f"{d.target}|concurrency", d.current)
+            elif d.action == "set_concurrency" and d.mode == "restore":
+                state.baselines.pop(f"{d.target}|concurrency", None)
+    state.expire(now, config.rate_limit.per_seconds)
+    return changed
