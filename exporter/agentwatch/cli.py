@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from agentwatch import __version__, log
 from agentwatch.config import DEFAULT_LISTEN, ConfigError, ExporterConfig, load, parse_listen
+from agentwatch.demo.cli import register as register_demo
+from agentwatch.scaler.cli import register as register_scaler
 
 logger = logging.getLogger("agentwatch")
 
@@ -110,27 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rewrite the table between the metrics markers of these files instead of printing")
     p.set_defaults(func=run_metrics_doc)
 
-    for register in _extra_commands():
-        register(sub)
+    register_scaler(sub)
+    register_demo(sub)
     return parser
-
-
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Sub-commands that live beside their part (scaler, demo agents), registered if present."""
-    out = []
-    try:
-        from agentwatch.scaler.cli import register as register_scaler
-
-        out.append(register_scaler)
-    except ImportError:
-        pass
-    try:
-        from agentwatch.demo.cli import register as register_demo
-
-        out.append(register_demo)
-    except ImportError:
-        pass
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

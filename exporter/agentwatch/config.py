@@ -29,6 +29,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+NamedT = TypeVar("NamedT")
+
+
+def require_unique_names(items: list[NamedT], what: str) -> list[NamedT]:
+    """Reject lists whose items share a ``name`` (series would collide)."""
+    names = [item.name for item in items]  # type: ignore[attr-defined]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique, repeated: {', '.join(dupes)}")
+    return items
+
+
 def _check_regex(value: str | None) -> str | None:
     if value is not None:
         try:
@@ -159,11 +171,7 @@ class ProcessesConfig(Strict):
     @field_validator("groups")
     @classmethod
     def _unique_names(cls, groups: list[ProcessMatcher]) -> list[ProcessMatcher]:
-        names = [g.name for g in groups]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"process group names must be unique, repeated: {', '.join(dupes)}")
-        return groups
+        return require_unique_names(groups, "process group")
 
 
 def _check_jmespath(value: str | None) -> str | None:
@@ -309,6 +317,11 @@ class ExporterConfig(Strict):
     def _listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("probes")
+    @classmethod
+    def _unique_probe_names(cls, probes: list[ProbeTarget]) -> list[ProbeTarget]:
+        return require_unique_names(probes, "probe server")
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -124,3 +124,12 @@ def test_help_explains_every_exporter_flag():
     out = run_cli("exporter", "--help").stdout
     for flag in ("--config", "--listen", "--interval", "--log-format", "--log-level"):
         assert flag in out
+
+
+def test_probe_server_names_must_be_unique(tmp_path):
+    path = write(tmp_path, """
+probes:
+  - {name: a, url: "http://127.0.0.1:1"}
+  - {name: a, url: "http://127.0.0.1:2"}
+""")
+    assert f"{path}: probes: probe server names must be unique, repeated: a" in error_of(path)

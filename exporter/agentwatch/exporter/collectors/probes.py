@@ -398,12 +398,7 @@ class ProbeCollector(Collector):
         self.config = config
         self.session: aiohttp.ClientSession | None = None
         self.servers: list[ServerProbe] = []
-        seen: set[str] = set()
-        for target in config.probes:
-            if target.name in seen:
-                log.error("probe target name %r repeats; probing only the first", target.name)
-                continue
-            seen.add(target.name)
+        for target in config.probes:  # names are unique: the config rejects repeats
             register_secret(target.api_key())
             self.servers.append(ServerProbe(target, self))
         self._tasks: list[asyncio.Task[None]] = []
