@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from agentwatch.config import default_process_groups
-from tests.demo.helpers import KEY, DemoProcess
+from tests.harness.demo import KEY, DemoProcess
 from tests.harness.dockerd import wait_for
 
 PROTECTED = [("GET", "/api/health"), ("GET", "/ready"), ("GET", "/api/agents/running"), ("POST", "/api/agents"),

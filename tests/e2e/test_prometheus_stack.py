@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.demo import KEY, KEY_ENV, DemoProcess
 from tests.harness.dockerd import wait_for
 from tests.harness.exporter import ExporterProcess
 from tests.harness.prometheus import PrometheusProcess
@@ -24,7 +25,8 @@ import build  # noqa: E402
 #: Panels that must show data with one limited container and the exporter's own metrics.
 MUST_HAVE_DATA = {"Host memory used", "Docker engine up", "Working set / limit", "Working set",
                   "CPU used / limit", "Containers by state", "Collector success", "Collection cycle",
-                  "Last exit code / OOM killed"}
+                  "Last exit code / OOM killed", "Running agents by model", "Max concurrency", "Probe success",
+                  "Probe latency p99", "Pool utilisation", "Pool waiting", "Health checks", "Agents stuck running"}
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +38,23 @@ def stack(dockerd):
         labels={"com.docker.compose.project": "fleet", "com.docker.compose.service": "agent"},
     )
     rules = sorted((ROOT / "alert-rules").glob("*.rules.yml"))
-    exporter = ExporterProcess({"interval_seconds": 1, "docker": {"host": dockerd.host}}).start()
+    demo = DemoProcess("--max-concurrency", "3").start()
+    demo.start_agent("sonnet", seconds=120)
+    exporter = ExporterProcess(
+        {"interval_seconds": 1, "docker": {"host": dockerd.host},
+         "probes": [{"name": "demo", "url": demo.url, "api_key_env": KEY_ENV, "interval_seconds": 1}]},
+        env={KEY_ENV: KEY},
+    ).start()
     prom = PrometheusProcess([f"127.0.0.1:{exporter.port}"], rule_files=rules).start()
     try:
         prom.wait_for_query('agentwatch_container_memory_working_set_ratio{container="e2e-agent-1"}')
+        prom.wait_for_query('agentwatch_agents_running{server="demo", model="sonnet"} == 1')
         time.sleep(6)  # enough samples for rate() over the panels' windows
         yield prom
     finally:
         prom.stop()
         exporter.stop()
+        demo.stop()
         container.remove(force=True)
 
 

@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 
 from agentwatch import catalog
-from tests.demo.helpers import KEY, KEY_ENV, DemoProcess
+from tests.harness.demo import KEY, KEY_ENV, DemoProcess
 from tests.harness.dockerd import wait_for
 from tests.harness.exporter import ExporterProcess
 from tests.probes.helpers import only, running_collector, stand_in, wait_scrape

@@ -11,7 +11,7 @@ import pytest
 
 from agentwatch import catalog
 from agentwatch.log import redact
-from tests.demo.helpers import KEY, KEY_ENV, DemoProcess
+from tests.harness.demo import KEY, KEY_ENV, DemoProcess
 from tests.probes.helpers import running_collector, wait_scrape
 
 
