@@ -112,14 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rewrite the table between the metrics markers of these files instead of printing")
     p.set_defaults(func=run_metrics_doc)
 
+    p = sub.add_parser("render-alertmanager", add_help=False,
+                       help="render alertmanager.yml from its template with secrets from env vars or files")
+    p.set_defaults(func=None, passthrough=render_alertmanager)
+
     register_scaler(sub)
     register_demo(sub)
     return parser
 
 
+def render_alertmanager(argv: Sequence[str]) -> int:
+    from agentwatch.alerting import main as render_main
+
+    return render_main(list(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", None):  # the sub-command parses its own flags
+        return args.passthrough(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args)
     except ConfigError as exc:
