@@ -7,13 +7,14 @@ policy models in ``agentwatch.scaler.config`` and loads them through ``load_mode
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PORT = 9847
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
@@ -58,6 +59,29 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _valid_listen(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+#: A HOST:PORT field, validated like the --listen flag.
+ListenAddress = Annotated[str, AfterValidator(_valid_listen)]
+
+
+def listen_arg(value: str) -> str:
+    """argparse type for --listen: the same check, as a usage error."""
+    try:
+        return _valid_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def with_overrides(config: M, **values: object) -> M:
+    """``config`` with the given non-None values replaced: command-line flags win over the file."""
+    changes = {key: value for key, value in values.items() if value is not None}
+    return config.model_copy(update=changes) if changes else config
+
+
 class DockerConfig(Strict):
     """Where the engine is and how container stats are read."""
 
@@ -78,9 +102,28 @@ class DockerConfig(Strict):
     max_concurrency: int = Field(default=8, ge=1, le=64)
     #: Cap on containers exported, to bound cardinality.
     max_containers: int = Field(default=500, ge=1, le=10000)
+    #: Follow the engine's event stream for die/oom counters (a daemon thread, reconnects by itself).
     events: bool = True
 
     _regex = field_validator("name_filter")(_check_regex)
+
+    @staticmethod
+    def metric_label(label: str) -> str:
+        """The metric label a container label is exported as: ``agent.tier`` -> ``label_agent_tier``."""
+        return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+    @field_validator("label_allowlist")
+    @classmethod
+    def _distinct_labels(cls, labels: list[str]) -> list[str]:
+        seen: dict[str, str] = {}
+        for label in labels:
+            if not label:
+                raise ValueError("container label names cannot be empty")
+            name = cls.metric_label(label)
+            if name in seen:
+                raise ValueError(f"{seen[name]!r} and {label!r} would both be exported as {name}")
+            seen[name] = label
+        return labels
 
 
 #: Label names a cmdline regex's named groups may not take: they are already on the families.
@@ -304,19 +347,13 @@ class ProbeTarget(Strict):
 class ExporterConfig(Strict):
     """The whole exporter config file."""
 
-    listen: str = DEFAULT_LISTEN
+    listen: ListenAddress = DEFAULT_LISTEN
     interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     docker: DockerConfig = Field(default_factory=DockerConfig)
     processes: ProcessesConfig = Field(default_factory=ProcessesConfig)
     probes: list[ProbeTarget] = Field(default_factory=list)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value)
-        return value
 
     @field_validator("probes")
     @classmethod

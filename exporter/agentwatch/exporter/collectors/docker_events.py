@@ -1,19 +1,215 @@
-"""PLACEHOLDER: to be implemented (see the issue). Returns nothing yet."""
+"""Container ``die`` and ``oom`` events from the engine's event stream, counted as they happen.
+
+A container that is OOM-killed and restarted between two collections looks healthy to a poller;
+the event stream sees every death. The SDK's event generator blocks, so it is followed in a
+dedicated daemon thread (not the collector pool); ``collect()`` only turns the in-memory counters
+into families. When the stream drops or the engine is down the thread reconnects with exponential
+backoff (0.5 s doubling to 30 s) and resumes with ``since=`` the last event's time, so the engine
+replays what happened meanwhile; events already counted are recognised and skipped. The engine
+keeps only its last 256 events, so an outage longer than that many events loses the oldest.
+Counters are kept for at most ``max_containers`` containers (the least recently updated go first).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
 from prometheus_client.core import Metric
 
+from agentwatch import catalog
 from agentwatch.config import DockerConfig
 from agentwatch.exporter.collectors.base import Collector
+from agentwatch.exporter.collectors.containers import COMPOSE_SERVICE
+from agentwatch.exporter.collectors.engine import engine_host, is_unreachable, make_client, sdk_timeout
+from agentwatch.log import OnceLogger
+
+log = logging.getLogger("agentwatch.docker_events")
+
+#: Event keys remembered to skip what a ``since=`` replay sends again.
+_DEDUPE = 1024
+#: A stream that stayed up this long (or delivered an event) resets the backoff.
+_STABLE_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class _Counts:
+    dies: dict[str, int] = field(default_factory=dict)
+    ooms: int = 0
+
+
+def since_param(nanos: int) -> str:
+    """The engine's ``seconds.nanoseconds`` timestamp format (inclusive)."""
+    return f"{nanos // 1_000_000_000}.{nanos % 1_000_000_000:09d}"
 
 
 class DockerEventsCollector(Collector):
+    """Counts die/oom events per container from a background event-stream thread."""
+
     name = "docker_events"
+    backoff_initial = 0.5
+    backoff_max = 30.0
 
     def __init__(self, config: DockerConfig) -> None:
-        super().__init__(timeout=config.timeout_seconds if hasattr(config, "timeout_seconds") else 4.0)
+        super().__init__(timeout=config.timeout_seconds, max_workers=1)
         self.config = config
+        self.host = engine_host(config)
+        self._lock = threading.Lock()
+        self._counts: OrderedDict[tuple[str, str], _Counts] = OrderedDict()
+        self._seen: set[tuple[str, str, int]] = set()
+        self._seen_order: deque[tuple[str, str, int]] = deque()
+        self._last_nanos = 0
+        self._up = False
+        self._reconnects = 0
+        self._stop = threading.Event()
+        self._stream: Any = None
+        self._thread: threading.Thread | None = None
+        self._once = OnceLogger(log)
+        self._down_logged = False
+        self._name_re = re.compile(config.name_filter) if config.name_filter else None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        if not self._last_nanos:  # replay anything that happens between now and the first connect
+            self._last_nanos = time.time_ns()
+        self._thread = threading.Thread(target=self._run, name="aw-docker-events", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._close_stream)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 10.0)
+            if thread.is_alive():
+                log.warning("docker event thread did not stop within 10s; leaving it (daemon thread)")
+        await super().stop()
+
+    def _close_stream(self) -> None:
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # already closed by the peer
+                pass
+
+    # --- the stream thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self.backoff_initial
+        ever_connected = False
+        while not self._stop.is_set():
+            client = None
+            connected_at = None
+            got_event = False
+            try:
+                client = make_client(self.config, sdk_timeout(self.config.timeout_seconds), pool_size=2)
+                stream = client.events(decode=True, filters={"type": "container"},
+                                       since=since_param(self._last_nanos))
+                with self._lock:
+                    self._stream = stream
+                    self._up = True
+                    if ever_connected:
+                        self._reconnects += 1
+                if self._stop.is_set():
+                    break
+                ever_connected, connected_at = True, time.monotonic()
+                self._down_logged = False
+                self._once.cleared("stream", "docker event stream connected")
+                for event in stream:
+                    got_event = True
+                    self._handle(event)
+                if not self._stop.is_set():
+                    self._once.problem("stream", "docker event stream closed by the other end; reconnecting "
+                                       "with backoff")
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                if is_unreachable(exc):  # the container collector already warns about this
+                    if not self._down_logged:
+                        self._down_logged = True
+                        log.info("docker event stream not connected (%s); retrying with backoff", exc)
+                else:
+                    self._once.problem("stream", "docker event stream failed: %s: %s; reconnecting with backoff",
+                                       type(exc).__name__, exc)
+            finally:
+                with self._lock:
+                    self._up = False
+                    self._stream = None
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception:
+                        pass
+            if got_event or (connected_at is not None and time.monotonic() - connected_at >= _STABLE_SECONDS):
+                delay = self.backoff_initial
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, self.backoff_max)
+
+    def _handle(self, event: Any) -> None:
+        """Count one decoded event; anything that is not a container event is ignored."""
+        if not isinstance(event, dict):
+            return
+        action = event.get("Action") or event.get("status")
+        nanos = event.get("timeNano")
+        if not isinstance(nanos, int):
+            seconds = event.get("time")
+            nanos = int(seconds * 1_000_000_000) if isinstance(seconds, int | float) else 0
+        actor = event.get("Actor") if isinstance(event.get("Actor"), dict) else {}
+        attrs = actor.get("Attributes") if isinstance(actor.get("Attributes"), dict) else {}
+        cid = str(actor.get("ID") or event.get("id") or "")
+        key = (cid, str(action), nanos)
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            self._seen_order.append(key)
+            if len(self._seen_order) > _DEDUPE:
+                self._seen.discard(self._seen_order.popleft())
+            self._last_nanos = max(self._last_nanos, nanos)
+        if action not in ("die", "oom", "start"):
+            return
+        name = str(attrs.get("name") or cid[:12])
+        if self._name_re is not None and not self._name_re.search(name):
+            return
+        series = (name, str(attrs.get(COMPOSE_SERVICE, "")))
+        with self._lock:
+            counts = self._counts.pop(series, None) or _Counts()
+            self._counts[series] = counts  # most recently updated last
+            if action == "die":
+                code = str(attrs.get("exitCode", ""))
+                counts.dies[code] = counts.dies.get(code, 0) + 1
+            elif action == "oom":
+                counts.ooms += 1
+            while len(self._counts) > self.config.max_containers:
+                self._counts.popitem(last=False)
+
+    # --- families ----------------------------------------------------------------------------
 
     async def collect(self) -> list[Metric]:
-        return []
+        dies = catalog.family("agentwatch_container_dies_total")
+        ooms = catalog.family("agentwatch_container_oom_events_total")
+        up = catalog.family("agentwatch_docker_events_up")
+        reconnects = catalog.family("agentwatch_docker_events_reconnects_total")
+        with self._lock:
+            for (name, service), counts in self._counts.items():
+                for code, n in counts.dies.items():
+                    dies.add_metric([name, service, code], n)
+                # present from a container's first start, so the first OOM is an increase
+                ooms.add_metric([name, service], counts.ooms)
+            up.add_metric([], 1 if self._up else 0)
+            reconnects.add_metric([], self._reconnects)
+        return [dies, ooms, up, reconnects]
+

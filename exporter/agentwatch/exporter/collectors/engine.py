@@ -1,0 +1,70 @@
+"""Docker engine clients for the container and event collectors: where, how, and "is it down?".
+
+Both collectors make their client the same way (``docker.host`` from the config, else
+``DOCKER_HOST`` and the TLS variables the docker CLI reads, else the default socket) and need the
+same verdict on a failure: an engine that cannot be reached (socket missing, connection refused)
+is a state to report (``agentwatch_docker_up 0``), anything else is a fault of the collection.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import docker
+import requests
+
+from agentwatch.config import DockerConfig
+
+_UNREACHABLE_ERRNOS = {errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH,
+                       errno.ENETUNREACH, errno.ENOTSOCK, errno.EACCES}
+
+
+def engine_host(config: DockerConfig) -> str | None:
+    """The engine address in force: the config's, else DOCKER_HOST, else None (default socket)."""
+    return config.host or os.environ.get("DOCKER_HOST") or None
+
+
+def is_local(host: str | None) -> bool:
+    """Whether the engine's containers run on this host (a unix socket), so cgroups can be read."""
+    return host is None or host.startswith(("unix://", "/"))
+
+
+def sdk_timeout(collector_timeout: float) -> float:
+    """A little under the collector's timeout, so a hung call fails inside the collection."""
+    return max(0.2, min(collector_timeout * 0.8, collector_timeout - 0.25))
+
+
+def make_client(config: DockerConfig, timeout: float, pool_size: int = 10) -> docker.DockerClient:
+    """A client negotiating the API version with the engine (one /version call; raises if down)."""
+    kwargs = docker.utils.kwargs_from_env()
+    if config.host:
+        kwargs = {"base_url": config.host}
+    return docker.DockerClient(version="auto", timeout=timeout, max_pool_size=pool_size, **kwargs)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) means nothing answers at the engine's address.
+
+    A read timeout is not "unreachable": something accepted the connection and hangs, which is
+    a fault the collection loop reports, not the engine being down.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, requests.exceptions.ReadTimeout):
+            return False
+        if isinstance(cur, requests.exceptions.ConnectionError | ConnectionError | FileNotFoundError):
+            return True
+        if isinstance(cur, OSError) and cur.errno in _UNREACHABLE_ERRNOS:
+            return True
+        if isinstance(cur, docker.errors.DockerException) and not isinstance(cur, docker.errors.APIError) \
+                and any(s in str(cur) for s in ("Connection aborted", "Connection refused",
+                                                "No such file or directory", "Max retries exceeded")):
+            return True
+        for arg in getattr(cur, "args", ()):
+            if isinstance(arg, BaseException) and is_unreachable(arg):
+                return True
+        cur = cur.__cause__ or cur.__context__
+    return False

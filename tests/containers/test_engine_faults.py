@@ -1,0 +1,77 @@
+"""Engine absent, malformed answers, a hung endpoint and recovery, against the real exporter."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tests.containers.fake_engine import FakeEngine
+from tests.harness.dockerd import wait_for
+from tests.harness.exporter import ExporterProcess
+
+
+def _config(host: str, processes: bool = True) -> dict:
+    return {"interval_seconds": 0.3,
+            "docker": {"host": host, "timeout_seconds": 1.0, "events": False},
+            "processes": {"enabled": processes}}
+
+
+def _containers_cycles(exp: ExporterProcess) -> float:
+    return exp.scrape().value("agentwatch_collector_duration_seconds_count", collector="containers") or 0
+
+
+def test_engine_absent_is_reported_logged_once_and_recovers(tmp_path):
+    sock = tmp_path / "engine.sock"  # nothing listens here yet
+    with ExporterProcess(_config(f"unix://{sock}")) as exp:
+        wait_for(lambda: _containers_cycles(exp) >= 5, 30, what="5 container collections")
+        scrape = exp.scrape()
+        assert scrape.value("agentwatch_docker_up") == 0
+        assert scrape.series("agentwatch_docker_stats_source"), "the stats-source gauge is still there"
+        assert scrape.value("agentwatch_collector_success", collector="containers") == 1, "down is a state"
+        assert scrape.value("agentwatch_host_memory_total_bytes") > 0, "process metrics are still served"
+        assert not scrape.series("agentwatch_container_info")
+
+        with FakeEngine(sock):
+            up = wait_for(lambda: exp.scrape().value("agentwatch_docker_up") == 1, 20, what="docker_up 1")
+            assert up
+            scrape = exp.scrape()
+            assert scrape.value("agentwatch_container_restarts_total", container="fake-agent",
+                                compose_project="fleet", compose_service="agent") == 2
+        log = exp.log()
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    warnings = [r for r in records if r["level"] == "warning" and "engine" in r["msg"].lower()]
+    assert len(warnings) == 1, f"one warning across 5+ cycles, got {warnings}"
+    assert str(sock) in warnings[0]["msg"]
+    assert any("reachable again" in r["msg"] for r in records), "recovery is logged"
+
+
+def test_malformed_json_and_hung_endpoint_fail_the_collector_not_the_exporter(tmp_path):
+    # the fake container's init pid is this test's: its cgroup is not a container's, so the
+    # collector falls back to the (fake) one-shot stats endpoint for it
+    with FakeEngine(tmp_path / "engine.sock", container_pid=os.getpid()) as engine, \
+            ExporterProcess(_config(engine.host, processes=False)) as exp:
+        scrape = wait_for(lambda: (s := exp.scrape()).series("agentwatch_container_info") and s, 20,
+                          what="the fake container")
+        assert scrape.value("agentwatch_docker_stats_source", source="api") == 1
+        assert scrape.value("agentwatch_container_memory_working_set_bytes", container="fake-agent") == 8 << 20
+        assert scrape.value("agentwatch_container_cpu_limit_cores", container="fake-agent") == 0.5
+        assert scrape.value("agentwatch_container_start_time_seconds", container="fake-agent") == 1714557600.5
+        assert scrape.value("agentwatch_container_network_transmit_errors_total", container="fake-agent") == 0
+        errors0 = scrape.value("agentwatch_collector_errors_total", collector="containers")
+
+        for mode in ("malformed", "hang"):
+            engine.mode = mode
+            wait_for(lambda: exp.scrape().value("agentwatch_collector_success", collector="containers") == 0, 20,
+                     what=f"collector_success 0 ({mode})")
+            before = exp.scrape().value("agentwatch_collector_errors_total", collector="containers")
+            after = wait_for(lambda b=before: (v := exp.scrape().value("agentwatch_collector_errors_total",
+                                                                         collector="containers")) > b and v,
+                             20, what=f"errors_total rising ({mode})")
+            assert after > errors0
+            status, body = exp.get("/metrics", timeout=10)
+            assert status == 200 and b"agentwatch_collector_success" in body
+            assert exp.get("/healthz")[0] == 200
+            engine.mode = "ok"
+            wait_for(lambda: exp.scrape().value("agentwatch_collector_success", collector="containers") == 1, 20,
+                     what=f"recovery after {mode}")
+        assert "containers/json" in " ".join(engine.requests[-3:])
