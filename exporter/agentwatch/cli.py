@@ -8,20 +8,20 @@ import sys
 from collections.abc import Sequence
 
 from agentwatch import __version__, log
-from agentwatch.config import DEFAULT_LISTEN, ConfigError, ExporterConfig, load, parse_listen
+from agentwatch.config import (
+    DEFAULT_LISTEN,
+    ConfigError,
+    ExporterConfig,
+    listen_arg,
+    load,
+    parse_listen,
+    with_overrides,
+)
 from agentwatch.demo.cli import register as register_demo
 from agentwatch.scaler.cli import register as register_scaler
 
 logger = logging.getLogger("agentwatch")
 
-
-
-def _listen_arg(value: str) -> str:
-    try:
-        parse_listen(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -31,17 +31,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _exporter_config(args: argparse.Namespace) -> ExporterConfig:
-    config = load(args.config)
-    overrides: dict[str, object] = {}
-    if args.listen:
-        overrides["listen"] = args.listen
-    if args.interval:
-        overrides["interval_seconds"] = args.interval
-    if args.log_format:
-        overrides["log_format"] = args.log_format
-    if args.log_level:
-        overrides["log_level"] = args.log_level
-    return config.model_copy(update=overrides) if overrides else config
+    return with_overrides(load(args.config), listen=args.listen, interval_seconds=args.interval,
+                          log_format=args.log_format, log_level=args.log_level)
 
 
 def run_exporter(args: argparse.Namespace) -> int:
@@ -94,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exporter", help="serve container, agent-process and probe metrics at /metrics",
                        description="Collect in the background and serve the last snapshot at /metrics.")
     _add_common(p)
-    p.add_argument("--listen", type=_listen_arg, metavar="HOST:PORT",
+    p.add_argument("--listen", type=listen_arg, metavar="HOST:PORT",
                    help=f"address to serve on (default: the config's, {DEFAULT_LISTEN})")
     p.add_argument("--interval", type=float, metavar="SECONDS", help="collection interval (default 5)")
     p.set_defaults(func=run_exporter)

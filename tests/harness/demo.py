@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -13,13 +12,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.harness.exporter import free_port
+from tests.harness.process import ManagedProcess, free_port, http_status
 
 KEY_ENV = "AW_TEST_DEMO_KEY"
 KEY = "demo-key-7f3a9c2e51"
 
 
-class DemoProcess:
+class DemoProcess(ManagedProcess):
     """The demo server with the given extra flags; a context manager. Agents hold tiny memory."""
 
     def __init__(self, *flags: str, key: str = KEY, ready_timeout: float = 20.0) -> None:
@@ -29,27 +28,14 @@ class DemoProcess:
         self.flags = ["--memory-scale", "0.02", *flags]
         self.ready_timeout = ready_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="aw-demo-"))
-        self.log_path = self.dir / "demo.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> DemoProcess:
-        env = {**os.environ, KEY_ENV: self.key}
-        self.proc = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "agentwatch.cli", "demo-agents", "--listen", f"127.0.0.1:{self.port}",
              "--api-key-env", KEY_ENV, "--log-format", "text", *self.flags],
-            stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"demo server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if self.call("GET", "/live")[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"demo server not ready within {self.ready_timeout}s:\n{self.log()}")
+            self.dir / "demo.log", env={**os.environ, KEY_ENV: self.key}, name="demo server")
+
+    def start(self) -> DemoProcess:  # type: ignore[override]
+        super().start(lambda: http_status(f"{self.url}/live") == 200, self.ready_timeout)
+        return self
 
     def call(self, method: str, path: str, body: Any = None, key: str | None = "default",
              raw: bytes | None = None, timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
@@ -88,20 +74,8 @@ class DemoProcess:
             time.sleep(0.05)
         raise AssertionError(f"agent {agent_id} got no pid within {timeout}s")
 
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+    def stop(self, timeout: float = 15.0) -> int | None:  # type: ignore[override]
+        super().stop(timeout)
         return self.proc.returncode if self.proc else None
 
     def __enter__(self) -> DemoProcess:

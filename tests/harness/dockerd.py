@@ -19,6 +19,8 @@ from pathlib import Path
 
 import docker
 
+from tests.harness.process import wait_for  # noqa: F401 - re-exported for tests
+
 BUSYBOX_APPLETS = ("sh", "sleep", "cat", "echo", "dd", "head", "yes", "true", "false", "kill", "ls", "tail")
 IMAGE = "agent:local"
 
@@ -131,15 +133,3 @@ def unmount_below(base: Path) -> None:
         return
     for target in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value; bounded in time."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

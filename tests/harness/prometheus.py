@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.parse
@@ -14,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from tests.harness.exporter import free_port
+from tests.harness.process import ManagedProcess, free_port, http_status
 
 
-class PrometheusProcess:
+class PrometheusProcess(ManagedProcess):
     """``prometheus`` scraping ``targets`` every ``interval`` with optional rule files."""
 
     def __init__(self, targets: list[str], rule_files: list[Path] = (), interval: str = "1s",
@@ -30,32 +29,18 @@ class PrometheusProcess:
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
         }
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__([], self.dir / "prometheus.log", name="prometheus")
 
-    def start(self, timeout: float = 30) -> PrometheusProcess:
+    def start(self, timeout: float = 30) -> PrometheusProcess:  # type: ignore[override]
         binary = shutil.which("prometheus")
         if not binary:
             raise RuntimeError("prometheus is not installed (apt-get install prometheus)")
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(self.config))
-        self.log_path = self.dir / "prometheus.log"
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
-            stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("prometheus did not become ready")
+        self.argv = [binary, f"--config.file={self.dir / 'prometheus.yml'}",
+                     f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+                     "--storage.tsdb.retention.time=1h"]
+        super().start(lambda: http_status(f"{self.url}/-/ready") == 200, timeout)
+        return self
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}"
@@ -82,14 +67,8 @@ class PrometheusProcess:
             time.sleep(0.5)
         raise AssertionError(f"no result for {expr} within {timeout}s")
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+    def stop(self, timeout: float = 15.0) -> None:
+        super().stop(timeout)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> PrometheusProcess:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,9 +21,10 @@ import pytest
 import yaml
 
 from agentwatch import alerting
-from tests.harness.exporter import free_port
+from tests.harness.alertmanager import AlertmanagerProcess
+from tests.harness.process import wait_for
 from tests.harness.prometheus import PrometheusProcess
-from tests.rules.helpers import AM_TEMPLATE, RULES_DIR, binary
+from tests.rules.helpers import AM_TEMPLATE, RULES_DIR
 
 TOKEN = "e2e-scaler-token-abcdef"
 EXPOSITION = """\
@@ -110,46 +110,18 @@ def stack():
                        env={"AGENTWATCH_DISCORD_WEBHOOK_URL": f"{base}/discord"})
     assert rc == 0
     _fast_config(config)
-    am_port = free_port()
-    am_log = open(tmp / "alertmanager.log", "wb")  # noqa: SIM115
-    am = subprocess.Popen([binary("prometheus-alertmanager"), f"--config.file={config}",
-                           f"--storage.path={tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                           "--cluster.listen-address="], stdout=am_log, stderr=subprocess.STDOUT)
+    am = AlertmanagerProcess(config, tmp)
     prom = PrometheusProcess([f"127.0.0.1:{sink.port}"], rule_files=_fast_rules(tmp))
-    prom.config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]}
+    prom.config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am.port}"]}]}]}
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert am.poll() is None, (tmp / "alertmanager.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{am_port}/-/ready", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "alertmanager did not become ready"
-                time.sleep(0.2)
+        am.start()
         prom.start()
-        yield sink, f"http://127.0.0.1:{am_port}"
+        yield sink, am.url
     finally:
         prom.stop()
-        am.terminate()
-        try:
-            am.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            am.kill()
-            am.wait(timeout=5)
-        am_log.close()
+        am.stop()
         sink.server.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _wait(predicate, timeout: float = 45, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _alertnames(bodies) -> set[str]:
@@ -159,7 +131,7 @@ def _alertnames(bodies) -> set[str]:
 def test_scaler_gets_criticals_with_its_bearer_token(stack):
     sink, _ = stack
     want = {"AgentHostMemoryCritical", "AgentContainerMemoryCritical"}
-    _wait(lambda: want <= _alertnames(sink.to("/webhook")), what="the scaler webhook")
+    wait_for(lambda: want <= _alertnames(sink.to("/webhook")), timeout=45, what="the scaler webhook")
     for auth, body in sink.to("/webhook"):
         assert auth == f"Bearer {TOKEN}"
         assert body["version"] == "4" and body["receiver"] == "scaler"
@@ -173,12 +145,12 @@ def test_warnings_are_inhibited_by_their_critical_twins(stack):
             alerts = json.loads(resp.read())
         return {a["labels"]["alertname"]: a["status"] for a in alerts}
 
-    current = _wait(lambda: (s := states()) and {"AgentHostMemoryHigh", "AgentContainerMemoryNearLimit"} <= set(s)
-                    and s, what="the warnings in Alertmanager")
+    current = wait_for(lambda: (s := states()) and {"AgentHostMemoryHigh", "AgentContainerMemoryNearLimit"} <= set(s)
+                       and s, timeout=45, what="the warnings in Alertmanager")
     for name in ("AgentHostMemoryHigh", "AgentContainerMemoryNearLimit"):
         assert current[name]["state"] == "suppressed", current[name]
         assert current[name]["inhibitedBy"], current[name]
-    _wait(lambda: sink.to("/discord"), what="the critical Discord message")
+    wait_for(lambda: sink.to("/discord"), timeout=45, what="the critical Discord message")
     assert not ({"AgentHostMemoryHigh", "AgentContainerMemoryNearLimit"} & _alertnames(sink.to("/webhook")))
     slack_channels = {body.get("channel") for _, body in sink.to("/slack")}
     assert "#agentwatch-alerts" not in slack_channels, "a muted warning reached the warning channel"
@@ -186,9 +158,9 @@ def test_warnings_are_inhibited_by_their_critical_twins(stack):
 
 def test_people_get_value_target_and_runbook(stack):
     sink, _ = stack
-    discord = _wait(lambda: [b for _, b in sink.to("/discord")
+    discord = wait_for(lambda: [b for _, b in sink.to("/discord")
                              if "AgentContainerMemoryCritical" in json.dumps(b)], what="Discord")
-    slack = _wait(lambda: [b for _, b in sink.to("/slack")
+    slack = wait_for(lambda: [b for _, b in sink.to("/slack")
                            if "AgentContainerMemoryCritical" in json.dumps(b)], what="Slack")
     embed = discord[0]["embeds"][0]
     assert embed["title"].startswith("[FIRING:1] AgentContainerMemoryCritical (critical)")

@@ -6,11 +6,9 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +19,8 @@ from aiohttp import web
 
 from agentwatch.scaler.config import ScalerConfig
 from agentwatch.scaler.webhook import Alert
-from tests.harness.exporter import free_port
+from tests.harness.alertmanager import AlertmanagerProcess
+from tests.harness.process import ManagedProcess, free_port, http_status
 
 TOKEN = "test-token-0123456789abcdef"
 API_KEY = "agent-api-key-abcdef123456"
@@ -144,7 +143,7 @@ def http(method: str, url: str, body: Any = None, token: str | None = TOKEN,
         return status, raw.decode(errors="replace")
 
 
-class ScalerProcess:
+class ScalerProcess(ManagedProcess):
     """``agentwatch scaler`` with a policy dict, on a free loopback port."""
 
     def __init__(self, policy: dict[str, Any], workdir: Path, env: dict[str, str] | None = None) -> None:
@@ -154,47 +153,18 @@ class ScalerProcess:
                        "auth": {"token_env": "AW_TEST_SCALER_TOKEN"}}
         self.workdir = workdir
         self.env = {**os.environ, "AW_TEST_SCALER_TOKEN": TOKEN, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / f"scaler-{self.port}.log"
+        super().__init__([sys.executable, "-m", "agentwatch.cli", "scaler", "--config", str(workdir / "policy.yml")],
+                         workdir / f"scaler-{self.port}.log", env=self.env, name="scaler")
 
-    def start(self, timeout: float = 20) -> ScalerProcess:
-        cfg = self.workdir / "policy.yml"
-        cfg.write_text(yaml.safe_dump(self.policy))
-        self.proc = subprocess.Popen([sys.executable, "-m", "agentwatch.cli", "scaler", "--config", str(cfg)],
-                                     stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-                                     env=self.env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"scaler exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if http("GET", self.url + "/healthz", token=None, timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"scaler not ready within {timeout}s:\n{self.log()}")
+    def start(self, timeout: float = 20) -> ScalerProcess:  # type: ignore[override]
+        (self.workdir / "policy.yml").write_text(yaml.safe_dump(self.policy))
+        super().start(lambda: http_status(self.url + "/healthz") == 200, timeout)
+        return self
 
     def actions(self) -> list[dict[str, Any]]:
         status, body = http("GET", self.url + "/actions")
         assert status == 200, body
         return body["decisions"]
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
 
     def __enter__(self) -> ScalerProcess:
         return self.start()
@@ -204,20 +174,15 @@ class ScalerProcess:
 
 
 # -- the real Alertmanager ---------------------------------------------------------------------------
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 
 
-class Alertmanager:
+class Alertmanager(AlertmanagerProcess):
     """Alertmanager 0.25 with a webhook receiver pointing at the scaler; no clustering."""
 
     def __init__(self, webhook_url: str, token: str = TOKEN, group_by: tuple[str, ...] = ("alertname",),
                  group_wait: str = "500ms", group_interval: str = "1s", repeat_interval: str = "2s") -> None:
-        binary = shutil.which("prometheus-alertmanager") or ALERTMANAGER
-        assert Path(binary).exists(), "Alertmanager is not installed (apt-get install prometheus-alertmanager)"
-        self.binary = binary
-        self.dir = Path(tempfile.mkdtemp(prefix="aw-am-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        workdir = Path(tempfile.mkdtemp(prefix="aw-am-"))
+        self.dir = workdir
         (self.dir / "token").write_text(token + "\n")
         cfg = {
             "route": {"receiver": "scaler", "group_by": list(group_by), "group_wait": group_wait,
@@ -228,38 +193,15 @@ class Alertmanager:
                                                   "credentials_file": str(self.dir / "token")}}}]}],
         }
         (self.dir / "am.yml").write_text(yaml.safe_dump(cfg))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 20) -> Alertmanager:
-        self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.dir / 'am.yml'}", f"--storage.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
-            stdout=open(self.dir / "am.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited: {(self.dir / 'am.log').read_text()[-2000:]}")
-            try:
-                if http("GET", self.url + "/-/ready", token=None, timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("alertmanager not ready")
+        super().__init__(self.dir / "am.yml", workdir)
 
     def fire(self, *alerts: dict[str, Any]) -> None:
         """POST /api/v2/alerts: [{labels, annotations, startsAt?, endsAt?}]."""
         status, body = http("POST", self.url + "/api/v2/alerts", list(alerts), token=None)
         assert status == 200, body
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Alertmanager:

@@ -9,20 +9,12 @@ import sys
 from pathlib import Path
 
 from agentwatch import log as awlog
-from agentwatch.config import parse_listen
+from agentwatch.config import listen_arg, parse_listen
 
 logger = logging.getLogger("agentwatch.demo")
 
 DEFAULT_LISTEN = "127.0.0.1:8700"
 DEFAULT_KEY_ENV = "AGENTWATCH_DEMO_API_KEY"
-
-
-def _listen(value: str) -> str:
-    try:
-        parse_listen(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
 
 
 def _range(value: str) -> tuple[float, float]:
@@ -41,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo-agents", help="run the demo agent server (real child-process agents; for tests and demos)",
         description="An aiohttp agent server whose agents are child processes holding model-sized memory. "
                     "Every endpoint but /live and /metrics needs the X-API-Key header.")
-    p.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN, metavar="HOST:PORT",
+    p.add_argument("--listen", type=listen_arg, default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"address to serve on (default {DEFAULT_LISTEN})")
     p.add_argument("--api-key-env", default=DEFAULT_KEY_ENV, metavar="VAR",
                    help=f"environment variable holding the API key (default {DEFAULT_KEY_ENV})")

@@ -6,17 +6,9 @@ import argparse
 import logging
 
 from agentwatch import __version__, log
-from agentwatch.config import parse_listen
+from agentwatch.config import listen_arg, parse_listen, with_overrides
 
 logger = logging.getLogger("agentwatch.scaler")
-
-
-def _listen_arg(value: str) -> str:
-    try:
-        parse_listen(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,15 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from agentwatch.scaler.config import load
 
     config = load(args.config)
-    overrides: dict[str, object] = {}
-    if args.listen:
-        overrides["listen"] = args.listen
-    if args.log_format:
-        overrides["log_format"] = args.log_format
-    if args.log_level:
-        overrides["log_level"] = args.log_level
-    if overrides:
-        config = config.model_copy(update=overrides)
+    config = with_overrides(config, listen=args.listen, log_format=args.log_format, log_level=args.log_level)
     log.setup(config.log_format, config.log_level)
     app = create_app(config)
     host, port = parse_listen(config.listen)
@@ -49,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Receive Alertmanager webhooks on POST /webhook and act on them under the "
                                    "policy's rules, priorities, cooldowns and limits.")
     p.add_argument("--config", metavar="FILE", required=True, help="the scaler policy (YAML)")
-    p.add_argument("--listen", type=_listen_arg, metavar="HOST:PORT",
+    p.add_argument("--listen", type=listen_arg, metavar="HOST:PORT",
                    help="address to serve on (default: the policy's, 127.0.0.1:9848)")
     p.add_argument("--log-format", choices=("json", "text"), help="log format (default: the policy's, json)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from agentwatch.config import Strict, _check_regex, load_model, parse_listen
+from agentwatch.config import ListenAddress, Strict, _check_regex, load_model
 
 DEFAULT_LISTEN = "127.0.0.1:9848"
 
@@ -266,7 +266,7 @@ class Rule(Strict):
 class ScalerConfig(Strict):
     """The whole scaler policy file."""
 
-    listen: str = DEFAULT_LISTEN
+    listen: ListenAddress = DEFAULT_LISTEN
     #: Log and record decisions without acting. The safe default.
     dry_run: bool = True
     log_format: Literal["json", "text"] = "json"
@@ -288,12 +288,6 @@ class ScalerConfig(Strict):
     #: The allowlist: the only things an action can ever touch.
     targets: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Target] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value)
-        return value
 
     @model_validator(mode="after")
     def _rules_fit_targets(self) -> Any:
