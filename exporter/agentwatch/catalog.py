@@ -111,7 +111,7 @@ DOCKER = _specs(
     ("agentwatch_docker_stats_source", "gauge",
      "1 for the path container stats were read from: cgroup (cgroupfs and /proc) or api (one-shot stats).",
      ("source",)),
-    ("agentwatch_container_info", "gauge", "Always 1; one series per container with its id and state.",
+    ("agentwatch_container_info", "gauge", "Always 1; one series per container, carrying its short id.",
      (*C, "container_id")),
     ("agentwatch_container_state", "gauge", "1 for the container's current state, 0 for the others.",
      (*C, "state")),

@@ -1,7 +1,7 @@
 """The collection loop and the snapshot ``/metrics`` serves.
 
 Every interval all collectors run concurrently, each under its own timeout. Their families and
-the self-metrics are rendered once into the text exposition and swapped in as one immutable
+the self-metrics are rendered once (in a worker thread, every encoding) and swapped in as one immutable
 ``Snapshot``; ``/metrics`` only ever returns those bytes, so scrape latency does not depend on how
 many containers or processes there are. A collector that fails or times out loses its own
 families for that cycle (and says so in ``agentwatch_collector_success``), never the others'.
@@ -16,7 +16,7 @@ import logging
 import platform
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
@@ -39,26 +39,32 @@ class _Families:
         return iter(self._families)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Snapshot:
-    """One rendered collection; encodings other than the text format are made on first ask."""
+    """One collection, rendered once in every encoding a scraper may ask for.
+
+    Prometheus asks for gzipped OpenMetrics, curl for plain text: all four bodies are made when
+    the snapshot is, in a worker thread, so a scrape only ever copies bytes.
+    """
 
     families: Sequence[Metric]
     text: bytes
     timestamp: float
-    _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _openmetrics: bytes
+    _gzipped: dict[bool, bytes]
+
+    @classmethod
+    def render(cls, families: Sequence[Metric], timestamp: float) -> Snapshot:
+        text = generate_latest(_Families(families))
+        om = generate_openmetrics(_Families(families))
+        gz = {False: gzip.compress(text, compresslevel=5), True: gzip.compress(om, compresslevel=5)}
+        return cls(families, text, timestamp, om, gz)
 
     def openmetrics(self) -> bytes:
-        if "om" not in self._cache:
-            self._cache["om"] = generate_openmetrics(_Families(self.families))
-        return self._cache["om"]
+        return self._openmetrics
 
     def gzipped(self, openmetrics: bool = False) -> bytes:
-        key = "om.gz" if openmetrics else "text.gz"
-        if key not in self._cache:
-            body = self.openmetrics() if openmetrics else self.text
-            self._cache[key] = gzip.compress(body, compresslevel=5)
-        return self._cache[key]
+        return self._gzipped[openmetrics]
 
 
 class _HistogramState:
@@ -155,7 +161,7 @@ class CollectionLoop:
         self._last_cycle = time.perf_counter() - start
         families: list[Metric] = [f for batch in results for f in batch]
         families.extend(self._self_families())
-        snap = Snapshot(families=families, text=generate_latest(_Families(families)), timestamp=time.time())
+        snap = await asyncio.to_thread(Snapshot.render, families, time.time())
         self.snapshot = snap
         self.cycles += 1
         self.ready.set()

@@ -55,6 +55,35 @@ COMPOSE_SERVICE = "com.docker.compose.service"
 SOURCES = ("cgroup", "api")
 #: Longest an inspect is reused for a container whose listing entry has not changed (seconds).
 INSPECT_MAX_AGE = 30.0
+
+#: (state, parenthesised parts of Status, seconds up or since exit as Docker rounds them)
+ListingKey = tuple[str, tuple[str, ...], float]
+_DURATION_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800,
+                   "month": 2_592_000, "year": 31_536_000}
+_DURATION = re.compile(
+    r"(Less than a second|About an? (second|minute|hour)|(\d+) (second|minute|hour|day|week|month|year)s?)")
+
+
+def status_seconds(status: str) -> float:
+    """The duration in Docker's Status text ("Up 5 minutes", "Exited (1) About an hour ago"), in seconds.
+
+    Docker rounds it (docker/go-units HumanDuration), but it never goes backwards while the
+    container keeps running or stays exited; -1 when there is none ("Created").
+    """
+    m = _DURATION.search(status)
+    if not m:
+        return -1.0
+    if m.group(1) == "Less than a second":
+        return 0.0
+    if m.group(2):
+        return float(_DURATION_UNITS[m.group(2)])
+    return float(m.group(3)) * _DURATION_UNITS[m.group(4)]
+
+
+def listing_key(item: dict[str, Any]) -> ListingKey:
+    """What the container listing tells about a container's inspect data changing."""
+    status = str(item.get("Status") or "")
+    return (str(item.get("State") or ""), tuple(re.findall(r"\(([^)]*)\)", status)), status_seconds(status))
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
@@ -241,7 +270,7 @@ class ContainerCollector(Collector):
     async def _discover(self) -> list[_Container]:
         selected = self._select(await self.run_sync(self._list))
         now = time.monotonic()
-        keys = {item["Id"]: (item.get("State"), item.get("Status")) for item, _ in selected}
+        keys = {item["Id"]: listing_key(item) for item, _ in selected}
         for stale in self._inspected.keys() - keys.keys():
             del self._inspected[stale]
         todo = [cid for cid in keys if not self._fresh(cid, keys[cid], now)]
@@ -254,15 +283,20 @@ class ContainerCollector(Collector):
         return [_Container(item["Id"], self._labels(item, name), self._inspected[item["Id"]][2])
                 for item, name in selected if item["Id"] in self._inspected]
 
-    def _fresh(self, cid: str, key: tuple[Any, Any], now: float) -> bool:
-        """Reuse an inspect while the listing's State and Status text are unchanged, for a while.
+    def _fresh(self, cid: str, key: ListingKey, now: float) -> bool:
+        """Reuse an inspect while the listing says nothing changed, for at most INSPECT_MAX_AGE.
 
-        Status carries the uptime ("Up 5 minutes"), the exit code and the health, so a restart, an
-        exit or a health change shows up as a new key; the age bound catches what does not (a
-        ``docker update``) and the rare restart that lands on the same uptime text.
+        The key holds the state, the parenthesised parts of Status (health, exit code) and how long
+        the container has been up or exited. A restart or a new exit shows as a new state or a
+        duration that went backwards; the age bound catches what the listing cannot show (a
+        ``docker update``). Comparing durations instead of the text keeps the cache hitting while
+        "Up 40 seconds" ticks on.
         """
         cached = self._inspected.get(cid)
-        return cached is not None and cached[0] == key and now - cached[1] < INSPECT_MAX_AGE
+        if cached is None or now - cached[1] >= INSPECT_MAX_AGE:
+            return False
+        (state, marks, seconds), (old_state, old_marks, old_seconds) = key, cached[0]
+        return state == old_state and marks == old_marks and seconds >= old_seconds
 
     async def _fill_stats(self, containers: list[_Container]) -> None:
         running = [c for c in containers if c.pid > 0]

@@ -1,0 +1,353 @@
+"""Ratios, targets and the Markdown/JSON report, all computed from the JSON-able results dict.
+
+The Markdown is rendered only from the same dict that is written as JSON, so the two files
+cannot disagree; ``tests/bench`` re-renders the JSON and compares.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Result = dict[str, Any]
+Point = dict[str, Any]
+
+RSS_LIMIT_BYTES = 100e6
+COMBINED_P99_LIMIT_S = 0.050
+SCRAPE_P99_FRACTION = 1 / 10
+CPU_FRACTION = 1 / 2
+DOCKER_STATS_FRACTION = 1 / 20
+SERIES_TOLERANCE = 0.10
+
+
+# ---------------------------------------------------------------- ratios
+
+
+def ratios(point: Point) -> dict[str, float]:
+    """agentwatch's figure divided by each peer's (below 1: agentwatch costs less)."""
+    aw, out = point["agentwatch"], {}
+    pe, ds, sdk = point.get("process_exporter"), point.get("docker_stats"), point.get("sdk_loop")
+    if pe:
+        out["scrape_p50_vs_process_exporter"] = aw["scrape"]["median_s"] / pe["scrape"]["median_s"]
+        out["scrape_p99_vs_process_exporter"] = aw["scrape"]["p99_s"] / pe["scrape"]["p99_s"]
+        out["cpu_vs_process_exporter"] = aw["cpu_per_cycle_s"] / max(pe["cpu_per_scrape_s"], 1e-9)
+        out["rss_vs_process_exporter"] = aw["peak_rss_bytes"] / pe["peak_rss_bytes"]
+        out["series_vs_process_exporter"] = aw["series"] / pe["series"]
+    if ds:
+        out["cycle_vs_docker_stats"] = aw["cycle_median_s"] / ds["wall_median_s"]
+        aw_cpu = aw["cpu_per_cycle_s"] + (aw["engine_cpu_per_cycle_s"] or 0.0)
+        out["cpu_vs_docker_stats"] = aw_cpu / max(ds["cli_cpu_s"] + ds["engine_cpu_s"], 1e-9)
+    if sdk:
+        out["cycle_vs_sdk_loop"] = aw["cycle_median_s"] / sdk["wall_s"]
+    return out
+
+
+# ---------------------------------------------------------------- targets
+
+
+def _largest(points: list[Point], kind: str, key: str) -> Point | None:
+    chosen = [p for p in points if p["kind"] == kind]
+    return max(chosen, key=lambda p: p[key]) if chosen else None
+
+
+def _target(tid: str, text: str, requirement: str, measured: str, met: bool | None, at: str) -> dict[str, Any]:
+    return {"id": tid, "target": text, "requirement": requirement, "measured": measured, "met": met, "at": at}
+
+
+#: The collectors each target's figures come from; a target is not judged on a placeholder.
+TARGET_NEEDS = {
+    "scrape_p99_vs_process_exporter": ("processes",),
+    "cpu_vs_process_exporter": ("processes",),
+    "scrape_p99_combined": ("containers", "docker_events", "processes"),
+    "rss_combined": ("containers", "docker_events", "processes"),
+    "container_cycle_vs_docker_stats": ("containers", "docker_events"),
+    "series_linear_in_n": ("containers",),
+    "series_constant_in_m": ("processes",),
+}
+
+
+def targets(points: list[Point]) -> list[dict[str, Any]]:
+    """The issue's targets at the largest sizes measured; n/a where a needed collector was a placeholder."""
+    placeholders = {c for p in points for c in p.get("placeholders", ())}
+    out = []
+    for target in _targets(points):
+        missing = [c for c in TARGET_NEEDS[target["id"]] if c in placeholders]
+        if missing:
+            target["met"] = None
+            target["measured"] += f" (not judged: placeholder {', '.join(missing)})"
+        out.append(target)
+    return out
+
+
+def _targets(points: list[Point]) -> list[dict[str, Any]]:
+    out = []
+    proc = _largest(points, "processes", "processes")
+    cont = _largest(points, "containers", "containers")
+    comb = next((p for p in points if p["kind"] == "combined"), None)
+
+    if proc and proc.get("process_exporter"):
+        aw, pe = proc["agentwatch"], proc["process_exporter"]
+        limit = pe["scrape"]["p99_s"] * SCRAPE_P99_FRACTION
+        out.append(_target("scrape_p99_vs_process_exporter", "/metrics p99 vs process-exporter",
+                           f"<= 1/10 of process-exporter's p99 ({ms(limit)})",
+                           f"{ms(aw['scrape']['p99_s'])} vs {ms(pe['scrape']['p99_s'])} "
+                           f"({ratio(aw['scrape']['p99_s'] / pe['scrape']['p99_s'])})",
+                           aw["scrape"]["p99_s"] <= limit, f"M={proc['processes']}"))
+        limit = pe["cpu_per_scrape_s"] * CPU_FRACTION
+        out.append(_target("cpu_vs_process_exporter", "CPU per process-collection cycle",
+                           f"<= 1/2 of process-exporter's CPU per scrape ({ms(limit)})",
+                           f"{ms(aw['cpu_per_cycle_s'])} vs {ms(pe['cpu_per_scrape_s'])} "
+                           f"({ratio(aw['cpu_per_cycle_s'] / max(pe['cpu_per_scrape_s'], 1e-9))})",
+                           aw["cpu_per_cycle_s"] <= limit, f"M={proc['processes']}"))
+    if comb:
+        aw = comb["agentwatch"]
+        at = f"N={comb['containers']}, M={comb['processes']}"
+        out.append(_target("scrape_p99_combined", "/metrics p99 with containers and processes together",
+                           f"< {ms(COMBINED_P99_LIMIT_S)}", ms(aw["scrape"]["p99_s"]),
+                           aw["scrape"]["p99_s"] < COMBINED_P99_LIMIT_S, at))
+        out.append(_target("rss_combined", "exporter peak RSS (VmHWM)", f"< {mb(RSS_LIMIT_BYTES)}",
+                           mb(aw["peak_rss_bytes"]), aw["peak_rss_bytes"] < RSS_LIMIT_BYTES, at))
+    if cont and cont.get("docker_stats"):
+        aw, ds = cont["agentwatch"], cont["docker_stats"]
+        limit = ds["wall_median_s"] * DOCKER_STATS_FRACTION
+        out.append(_target("container_cycle_vs_docker_stats", "one full container collection cycle",
+                           f"<= 1/20 of `docker stats --no-stream` ({ms(limit)})",
+                           f"{ms(aw['cycle_median_s'])} vs {ms(ds['wall_median_s'])} "
+                           f"({ratio(aw['cycle_median_s'] / ds['wall_median_s'])})",
+                           aw["cycle_median_s"] <= limit, f"N={cont['containers']}"))
+    out.append(_series_in_n([p for p in points if p["kind"] == "containers"]))
+    out.append(_series_in_m([p for p in points if p["kind"] == "processes"]))
+    return out
+
+
+def _series_in_n(points: list[Point]) -> dict[str, Any]:
+    """Linear in N: the same number of series per container, and the same rest, at every N."""
+    text, req = "series grow linearly with N", "per-container series / N and the other series equal at every N (±10%)"
+    if len({p["containers"] for p in points}) < 2:
+        return _target("series_linear_in_n", text, req, "needs two container sizes", None, "-")
+    per = [p["agentwatch"]["container_series"] / p["containers"] for p in points]
+    rest = [p["agentwatch"]["series"] - p["agentwatch"]["container_series"] for p in points]
+    met = _spread(per) <= SERIES_TOLERANCE and _spread(rest) <= SERIES_TOLERANCE
+    measured = (f"{' / '.join(f'{x:.1f}' for x in per)} series per container; "
+                f"{' / '.join(str(x) for x in rest)} others")
+    return _target("series_linear_in_n", text, req, measured, met,
+                   "N=" + ",".join(str(p["containers"]) for p in points))
+
+
+def _series_in_m(points: list[Point]) -> dict[str, Any]:
+    """Not with M: the same series count whatever the number of processes in the groups."""
+    text, req = "series do not grow with M", "series equal at every M (±10%)"
+    if len({p["processes"] for p in points}) < 2:
+        return _target("series_constant_in_m", text, req, "needs two process counts", None, "-")
+    counts = [p["agentwatch"]["series"] for p in points]
+    return _target("series_constant_in_m", text, req, " / ".join(str(c) for c in counts),
+                   _spread(counts) <= SERIES_TOLERANCE, "M=" + ",".join(str(p["processes"]) for p in points))
+
+
+def _spread(values: list[float]) -> float:
+    hi, lo = max(values), min(values)
+    return 0.0 if hi == 0 else (hi - lo) / hi
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def ms(seconds: float) -> str:
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 0.01:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds * 1000:.2f} ms"
+
+
+def mb(nbytes: float) -> str:
+    return f"{nbytes / 1e6:.1f} MB"
+
+
+def ratio(value: float) -> str:
+    """0.012 reads as 1/83, 0.62 as 0.62x, 3 as 3.00x."""
+    if value <= 0:
+        return "0"
+    if value < 0.5:
+        return f"1/{1 / value:.0f}"
+    return f"{value:.2f}x"
+
+
+def result_word(met: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: "n/a"}[met]
+
+
+Column = tuple[str, Callable[[Point], str]]
+
+PROCESS_COLUMNS: list[Column] = [
+    ("N", lambda p: str(p["containers"])),
+    ("M", lambda p: str(p["processes"])),
+    ("matched aw / pe", lambda p: f"{p['agentwatch']['processes_matched']} / "
+                                  f"{p['process_exporter']['processes_matched']}"),
+    ("aw /metrics p50", lambda p: ms(p["agentwatch"]["scrape"]["median_s"])),
+    ("aw /metrics p99", lambda p: ms(p["agentwatch"]["scrape"]["p99_s"])),
+    ("pe /metrics p50", lambda p: ms(p["process_exporter"]["scrape"]["median_s"])),
+    ("pe /metrics p99", lambda p: ms(p["process_exporter"]["scrape"]["p99_s"])),
+    ("p99 ratio", lambda p: ratio(p["ratios"]["scrape_p99_vs_process_exporter"])),
+    ("aw processes collector", lambda p: ms(p["agentwatch"]["collector_mean_s"].get("processes", 0.0))),
+    ("aw cycle", lambda p: ms(p["agentwatch"]["cycle_median_s"])),
+    ("aw CPU / cycle", lambda p: ms(p["agentwatch"]["cpu_per_cycle_s"])),
+    ("pe CPU / scrape", lambda p: ms(p["process_exporter"]["cpu_per_scrape_s"])),
+    ("CPU ratio", lambda p: ratio(p["ratios"]["cpu_vs_process_exporter"])),
+    ("aw CPU / scrape", lambda p: ms(p["agentwatch"]["cpu_per_scrape_s"])),
+    ("aw peak RSS", lambda p: mb(p["agentwatch"]["peak_rss_bytes"])),
+    ("pe peak RSS", lambda p: mb(p["process_exporter"]["peak_rss_bytes"])),
+    ("RSS ratio", lambda p: ratio(p["ratios"]["rss_vs_process_exporter"])),
+    ("aw series", lambda p: str(p["agentwatch"]["series"])),
+    ("pe series", lambda p: str(p["process_exporter"]["series"])),
+]
+
+CONTAINER_COLUMNS: list[Column] = [
+    ("N", lambda p: str(p["containers"])),
+    ("M", lambda p: str(p["processes"])),
+    ("containers seen", lambda p: str(p["agentwatch"]["containers_seen"])),
+    ("stats source", lambda p: p["agentwatch"]["stats_source"] or "none"),
+    ("aw /metrics p50", lambda p: ms(p["agentwatch"]["scrape"]["median_s"])),
+    ("aw /metrics p99", lambda p: ms(p["agentwatch"]["scrape"]["p99_s"])),
+    ("aw containers collector", lambda p: ms(p["agentwatch"]["collector_mean_s"].get("containers", 0.0))),
+    ("aw cycle", lambda p: ms(p["agentwatch"]["cycle_median_s"])),
+    ("docker stats --no-stream", lambda p: ms(p["docker_stats"]["wall_median_s"])),
+    ("cycle / docker stats", lambda p: ratio(p["ratios"]["cycle_vs_docker_stats"])),
+    ("SDK stats loop", lambda p: ms(p["sdk_loop"]["wall_s"])
+        + (f" (est. from {p['sdk_loop']['sampled']})" if p["sdk_loop"]["extrapolated"] else "")),
+    ("cycle / SDK loop", lambda p: ratio(p["ratios"]["cycle_vs_sdk_loop"])),
+    ("aw CPU / cycle (+ engine)", lambda p: f"{ms(p['agentwatch']['cpu_per_cycle_s'])} "
+                                            f"(+ {ms(p['agentwatch']['engine_cpu_per_cycle_s'] or 0.0)})"),
+    ("docker stats CPU (CLI + engine)", lambda p: f"{ms(p['docker_stats']['cli_cpu_s'])} "
+                                                  f"+ {ms(p['docker_stats']['engine_cpu_s'])}"),
+    ("CPU ratio", lambda p: ratio(p["ratios"]["cpu_vs_docker_stats"])),
+    ("aw peak RSS", lambda p: mb(p["agentwatch"]["peak_rss_bytes"])),
+    ("aw series", lambda p: str(p["agentwatch"]["series"])),
+]
+
+
+def process_rows(result: Result) -> list[list[str]]:
+    return [[fn(p) for _, fn in PROCESS_COLUMNS] for p in result["points"] if p.get("process_exporter")]
+
+
+def container_rows(result: Result) -> list[list[str]]:
+    return [[fn(p) for _, fn in CONTAINER_COLUMNS] for p in result["points"] if p.get("docker_stats")]
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def target_rows(result: Result) -> list[list[str]]:
+    return [[t["target"], t["at"], t["requirement"], t["measured"], result_word(t["met"])]
+            for t in result["targets"]]
+
+
+def markdown(result: Result) -> str:
+    """The whole report; every figure comes from ``result`` (the JSON)."""
+    meta = result["meta"]
+    lines = [f"# agentwatch benchmark ({meta['date']})", ""]
+    if meta["placeholder_collectors"]:
+        lines += [f"> **Not representative:** these collectors were still placeholders that return nothing: "
+                  f"{', '.join(meta['placeholder_collectors'])}. The harness and the peers' figures are real; "
+                  "rerun `python -m bench` once the collectors have landed.", ""]
+    lines += [
+        f"Machine: {meta['cpus']} CPUs, {meta['memory_gb']:.0f} GB RAM, {meta['kernel']}, Python {meta['python']}; "
+        f"load average {meta['loadavg_before']} before, {meta['loadavg_after']} after. "
+        f"Engine {meta['engine_version']} (private dockerd, {meta['cgroup']}); {meta['docker_cli']}; "
+        f"process-exporter {meta['process_exporter']}.",
+        "",
+        f"Run: `{meta['command']}` in {meta['elapsed_s']:.0f} s. Exporter interval {meta['interval_s']:g} s, "
+        f"stats_source `{meta['stats_source']}`; CPU per cycle over a quiet window of at least {meta['window_s']:g} s; "
+        f"{meta['scrapes']} timed scrapes per target, Prometheus-style (keep-alive, OpenMetrics, gzip), "
+        f"agentwatch paced {meta['pace_s'] * 1000:.0f} ms apart so they overlap collection, process-exporter "
+        "back to back. aw = agentwatch, pe = process-exporter; ratios are agentwatch / peer (lower is better).",
+        "",
+        "## Per-process stats (peer: process-exporter)",
+        "",
+        *_table([h for h, _ in PROCESS_COLUMNS], process_rows(result)),
+        "",
+        "## Per-container stats (peers: `docker stats --no-stream`, a sequential SDK `stats(stream=False)` loop)",
+        "",
+        *_table([h for h, _ in CONTAINER_COLUMNS], container_rows(result)),
+        "",
+        "## Targets",
+        "",
+        *_table(["target", "at", "requirement", "measured", "result"], target_rows(result)),
+        "",
+        "## How these were measured",
+        "",
+        *[f"- {note}" for note in meta["notes"]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(result: Result, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``latest.json`` and ``latest.md`` (the Markdown rendered from the JSON as written)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    text = json.dumps(result, indent=2, sort_keys=True) + "\n"
+    json_path.write_text(text)
+    md_path.write_text(markdown(json.loads(text)))
+    return json_path, md_path
+
+
+README_PROCESS = ("M", "N", "aw /metrics p99", "pe /metrics p99", "aw CPU / cycle", "pe CPU / scrape", "CPU ratio",
+                  "aw peak RSS", "pe peak RSS", "aw series", "pe series")
+README_CONTAINER = ("N", "M", "aw cycle", "docker stats --no-stream", "cycle / docker stats", "SDK stats loop",
+                    "aw CPU / cycle (+ engine)", "docker stats CPU (CLI + engine)", "aw /metrics p99", "aw peak RSS",
+                    "aw series")
+
+
+def _subset(columns: list[Column], names: tuple[str, ...]) -> list[Column]:
+    by_name = dict(columns)
+    return [(name, by_name[name]) for name in names]
+
+
+def readme_section(result: Result) -> str:
+    """The README's Performance section: key figures, the targets, how to reproduce."""
+    meta = result["meta"]
+    pcols, ccols = _subset(PROCESS_COLUMNS, README_PROCESS), _subset(CONTAINER_COLUMNS, README_CONTAINER)
+    prows = [[fn(p) for _, fn in pcols] for p in result["points"] if p.get("process_exporter")]
+    crows = [[fn(p) for _, fn in ccols] for p in result["points"] if p.get("docker_stats")]
+    lines = ["## Performance", ""]
+    if meta["placeholder_collectors"]:
+        lines += [f"> **Provisional:** measured while these collectors were still placeholders: "
+                  f"{', '.join(meta['placeholder_collectors'])}; their figures are not representative yet.", ""]
+    lines += [
+        "The exporter runs beside the agents it watches, so its cost is measured against what users run instead, "
+        f"on the same workload in one run ({meta['date']}, {meta['cpus']} CPUs, engine {meta['engine_version']}, "
+        f"interval {meta['interval_s']:g} s). aw = agentwatch, pe = Debian's process-exporter "
+        f"{meta['process_exporter']}; full tables, every ratio and the method: "
+        "[bench/results/latest.md](bench/results/latest.md) (JSON beside it).",
+        "",
+        *_table([h for h, _ in pcols], prows),
+        "",
+        *_table([h for h, _ in ccols], crows),
+        "",
+        *_table(["target", "at", "requirement", "measured", "result"], target_rows(result)),
+        "",
+        "Reproduce (as root, about 7 minutes on 2 cores; it starts its own private dockerd, N busybox containers "
+        "and M agent-like processes, and removes them all, also on Ctrl-C):",
+        "",
+        "```sh",
+        "python -m bench                      # --containers 10,50,100 --processes 100,500,1000 --scrapes 100",
+        "python -m bench.report bench/results/latest.json   # prints this section",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - used to refresh the README section
+    import sys
+
+    print(readme_section(json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.json")
+                                    .read_text())), end="")
