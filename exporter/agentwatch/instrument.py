@@ -21,13 +21,12 @@ dashboards work whichever path a server uses::
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -35,6 +34,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
 from agentwatch import catalog
+from agentwatch.histogram import Histogram
 
 log = logging.getLogger("agentwatch.instrument")
 
@@ -43,36 +43,6 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RUN_OUTCOMES = ("success", "error", "cancelled")
 #: Label value that models beyond ``max_models`` fold into.
 OTHER = "_other"
-
-
-class Histogram:
-    """A cumulative histogram with fixed buckets; thread-safe, no registry."""
-
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.bounds = [float(b) for b in buckets]
-        self._counts = [0] * (len(self.bounds) + 1)
-        self._sum = 0.0
-        self._lock = threading.Lock()
-
-    def observe(self, value: float) -> None:
-        with self._lock:
-            self._counts[bisect.bisect_left(self.bounds, value)] += 1
-            self._sum += value
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return sum(self._counts)
-
-    def samples(self) -> tuple[list[tuple[str, float]], float]:
-        """(cumulative buckets as (le, count) including +Inf, sum), as the metric families want them."""
-        with self._lock:
-            counts, total = list(self._counts), self._sum
-        out, running = [], 0
-        for bound, count in zip([*self.bounds, float("inf")], counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-        return out, total
 
 
 class PoolMetrics:

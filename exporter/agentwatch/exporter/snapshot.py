@@ -10,7 +10,6 @@ families for that cycle (and says so in ``agentwatch_collector_success``), never
 from __future__ import annotations
 
 import asyncio
-import bisect
 import gzip
 import logging
 import platform
@@ -24,6 +23,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from agentwatch import __version__, catalog
 from agentwatch.exporter.collectors.base import Collector
+from agentwatch.histogram import Histogram
 from agentwatch.log import OnceLogger
 
 log = logging.getLogger("agentwatch.snapshot")
@@ -67,29 +67,9 @@ class Snapshot:
         return self._gzipped[openmetrics]
 
 
-class _HistogramState:
-    """A cumulative histogram kept by the loop itself (no global registry)."""
-
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.bounds = list(buckets)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def buckets(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, count in zip([*self.bounds, float("inf")], self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
-        return out
-
-
 @dataclass
 class _CollectorStats:
-    duration: _HistogramState
+    duration: Histogram
     success: int = 0
     errors: int = 0
     last_success: float = 0.0
@@ -105,7 +85,7 @@ class CollectionLoop:
         self.ready = asyncio.Event()
         self.cycles = 0
         self._stats = {
-            c.name: _CollectorStats(_HistogramState(catalog.DURATION_BUCKETS)) for c in self.collectors
+            c.name: _CollectorStats(Histogram(catalog.DURATION_BUCKETS)) for c in self.collectors
         }
         self._last_cycle = 0.0
         self._once = OnceLogger(log)
@@ -144,7 +124,7 @@ class CollectionLoop:
         errors = catalog.family("agentwatch_collector_errors_total")
         last = catalog.family("agentwatch_collector_last_success_timestamp_seconds")
         for name, stats in self._stats.items():
-            duration.add_metric([name], stats.duration.buckets(), stats.duration.total)
+            duration.add_metric([name], *stats.duration.samples())
             success.add_metric([name], stats.success)
             errors.add_metric([name], stats.errors)
             last.add_metric([name], stats.last_success)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -11,26 +10,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agentwatch import catalog
-
-
-class Histogram:
-    """Cumulative buckets from the catalog's bucket list."""
-
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.bounds = tuple(buckets)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(running)))
-        return out
+from agentwatch.histogram import Histogram
 
 
 class ScalerMetrics(Collector):
@@ -66,7 +46,7 @@ class ScalerMetrics(Collector):
                         fam.add_metric(list(labels), value)
                 elif spec.kind == "histogram":
                     for labels, hist in sorted(self.histograms[spec.name].items()):
-                        fam.add_metric(list(labels), hist.cumulative(), hist.sum)
+                        fam.add_metric(list(labels), *hist.samples())
                 elif spec.name == "agentwatch_scaler_cooldown_remaining_seconds":
                     for (target, action), left in sorted(self.cooldowns().items()):
                         fam.add_metric([target, action], left)

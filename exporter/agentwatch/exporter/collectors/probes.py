@@ -35,7 +35,7 @@ from agentwatch.exporter.collectors.probe_fields import (
     Problem,
     Running,
 )
-from agentwatch.instrument import Histogram
+from agentwatch.histogram import Histogram
 from agentwatch.log import OnceLogger, register_secret
 
 log = logging.getLogger("agentwatch.probes")
