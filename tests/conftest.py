@@ -7,22 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.dockerd import EngineUnavailable, PrivateDockerd
+from tests.harness.dockerd import PrivateDockerd, private_engine
 
 
 @pytest.fixture(scope="session")
 def dockerd() -> Iterator[PrivateDockerd]:
     """A private dockerd with the busybox image ``agent:local``; a missing engine fails the test."""
-    engine = PrivateDockerd()
-    try:
-        engine.start()
-    except EngineUnavailable as exc:
-        pytest.fail(f"private Docker engine unavailable: {exc}", pytrace=False)
-    try:
-        engine.import_busybox()
+    with private_engine() as engine:
         yield engine
-    finally:
-        engine.stop()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -133,3 +134,20 @@ def unmount_below(base: Path) -> None:
         return
     for target in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def private_engine() -> Iterator[PrivateDockerd]:
+    """A started private engine with ``agent:local``, stopped after; a missing engine fails the test."""
+    import pytest
+
+    engine = PrivateDockerd()
+    try:
+        engine.start()
+    except EngineUnavailable as exc:
+        pytest.fail(f"private Docker engine unavailable: {exc}", pytrace=False)
+    try:
+        engine.import_busybox()
+        yield engine
+    finally:
+        engine.stop()

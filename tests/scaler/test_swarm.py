@@ -7,7 +7,7 @@ import contextlib
 import pytest
 
 from agentwatch.scaler.executor import Scaler
-from tests.harness.dockerd import EngineUnavailable, PrivateDockerd, wait_for
+from tests.harness.dockerd import private_engine, wait_for
 from tests.harness.exporter import free_port
 from tests.scaler.helpers import alert, config
 
@@ -19,24 +19,17 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def swarm():
     """Its own dockerd (not the shared one), in a single-node swarm bound to loopback; left and stopped after."""
-    engine = PrivateDockerd()
-    try:
-        engine.start()
-    except EngineUnavailable as exc:
-        pytest.fail(f"private Docker engine unavailable: {exc}", pytrace=False)
-    try:
-        engine.import_busybox()
+    with private_engine() as engine:
         assert engine.client is not None
         engine.client.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")
-        yield engine
-    finally:
-        if engine.client is not None:
+        try:
+            yield engine
+        finally:
             with contextlib.suppress(Exception):
                 for service in engine.client.services.list():
                     service.remove()
             with contextlib.suppress(Exception):
                 engine.client.swarm.leave(force=True)
-        engine.stop()
 
 
 def running_tasks(service) -> int:
