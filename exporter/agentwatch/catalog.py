@@ -137,6 +137,9 @@ DOCKER = _specs(
     ("agentwatch_container_network_transmit_errors_total", "counter", "Transmit errors on all interfaces but lo.", C),
     ("agentwatch_container_blkio_read_bytes_total", "counter", "Bytes read from block devices.", C),
     ("agentwatch_container_blkio_write_bytes_total", "counter", "Bytes written to block devices.", C),
+    ("agentwatch_container_memory_oom_kills_total", "counter",
+     "Processes the kernel OOM killer killed in the container's cgroup (memory.oom_control, memory.events), "
+     "children of a container that survives included; cgroup path only.", C),
     ("agentwatch_container_pids", "gauge", "Processes and threads in the container.", C),
     ("agentwatch_container_restarts_total", "counter", "Restarts the engine made under the restart policy (RestartCount).", C),
     ("agentwatch_container_last_exit_code", "gauge", "Exit code of the container's last run (137 after a SIGKILL / OOM kill).", C),

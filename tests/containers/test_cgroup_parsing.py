@@ -40,6 +40,7 @@ def test_v2_limited_container_reads_every_file():
     assert st.cpu_throttled_seconds == pytest.approx(1.5)
     assert (st.blkio_read_bytes, st.blkio_write_bytes) == (1048576 + 4096, 2097152)
     assert st.pids == 7
+    assert st.memory_oom_kills == 2, "memory.events oom_kill"
     assert read_cpu_limit(cg) == pytest.approx(1.5)
     net = read_net(PROC, 4242)
     assert (net.rx_bytes, net.tx_bytes, net.rx_errors, net.tx_errors) == (124456, 67432, 2, 4), "lo is left out"
@@ -52,6 +53,7 @@ def test_v2_unlimited_container_and_floor_at_zero():
     assert st.memory_limit == 0, '"max" means unlimited'
     assert st.memory_working_set == 0, "inactive_file above usage floors the working set at 0"
     assert (st.blkio_read_bytes, st.blkio_write_bytes) == (0, 0), "no io.stat: zeros, not a failure"
+    assert st.memory_oom_kills is None, "no memory.events: unknown, not zero"
     assert read_cpu_limit(cg) == 0.0
     assert parse_cpu_max("max 100000") == 0.0 and parse_cpu_max("50000 100000") == 0.5
 

@@ -169,3 +169,35 @@ async def test_cycle_time_with_20_running_containers(dockerd, docker_client):
     assert out.returncode == 0, out.stderr
     print("\ncycle wall time, 20 running containers (median of 3):",
           ", ".join(f"{k}: {v * 1000:.1f} ms" for k, v in figures.items()))
+
+
+async def test_oom_kill_of_a_child_in_a_surviving_container_is_counted(dockerd, docker_client):
+    """The agent-server shape: the OOM killer takes one child, the container keeps running.
+
+    Docker's OOMKilled flag and exit code say nothing here (nothing exited); the cgroup's own
+    counter does, which is what turns "agents stuck running" into something an alert can see.
+    """
+    hog = "head -c 200000000 /dev/zero | tail > /dev/null; exec sleep 300"  # tail buffers it all
+    c = _run(docker_client, "aw-child-oom", ["sh", "-c", hog], mem_limit="32m", memswap_limit="32m")
+    calm = _run(docker_client, "aw-child-calm", ["sleep", "300"], mem_limit="32m")
+    collector = ContainerCollector(DockerConfig(host=dockerd.host, stats_source="cgroup", events=False))
+    try:
+        async def scrape() -> Scrape:
+            return Scrape.parse(generate_latest(_Families(await collector.collect())).decode())
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            s = await scrape()
+            if (s.value("agentwatch_container_memory_oom_kills_total", container="aw-child-oom") or 0) >= 1:
+                break
+            await asyncio.sleep(0.5)
+        assert s.value("agentwatch_container_memory_oom_kills_total", container="aw-child-oom") >= 1
+        assert s.value("agentwatch_container_state", container="aw-child-oom", state="running") == 1
+        assert s.value("agentwatch_container_oom_killed", container="aw-child-oom") == 0, "Docker cannot tell"
+        assert s.value("agentwatch_container_memory_oom_kills_total", container="aw-child-calm") == 0
+        c.reload()
+        assert c.status == "running"
+    finally:
+        await collector.stop()
+        calm.remove(force=True)
+        c.remove(force=True)

@@ -56,6 +56,8 @@ class ContainerStats:
     blkio_write_bytes: int
     pids: int
     net: NetStats | None = None
+    #: Kills by the kernel OOM killer in this cgroup, children included (None: this path cannot tell).
+    memory_oom_kills: int | None = None
 
 
 def _read(path: str, limit: int = 1 << 20) -> str:
@@ -264,6 +266,7 @@ def read_v1(dirs: dict[str, str]) -> ContainerStats:
                 read, write = parse_v1_blkio(text)
                 break
     pids = _int(_read(f"{dirs['pids']}/pids.current"), "pids.current") if "pids" in dirs else 0
+    oom_kills = _optional_key(f"{mem}/memory.oom_control", "oom_kill")  # kernel 4.13+
     return ContainerStats(
         memory_usage=usage,
         memory_working_set=_working_set(usage, stat.get("total_inactive_file", stat.get("inactive_file", 0))),
@@ -277,7 +280,16 @@ def read_v1(dirs: dict[str, str]) -> ContainerStats:
         blkio_read_bytes=read,
         blkio_write_bytes=write,
         pids=pids,
+        memory_oom_kills=oom_kills,
     )
+
+
+def _optional_key(path: str, key: str) -> int | None:
+    """One counter of a flat-keyed file, or None when the file or the key is missing."""
+    try:
+        return parse_flat_keyed(_read(path)).get(key)
+    except CgroupUnavailable:
+        return None
 
 
 def read_v2(path: str) -> ContainerStats:
@@ -307,6 +319,7 @@ def read_v2(path: str) -> ContainerStats:
         blkio_read_bytes=read,
         blkio_write_bytes=write,
         pids=pids,
+        memory_oom_kills=_optional_key(f"{path}/memory.events", "oom_kill"),
     )
 
 

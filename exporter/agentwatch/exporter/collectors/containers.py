@@ -159,7 +159,7 @@ class ContainerCollector(Collector):
         self._fallback_logged = False
         self._tree = CgroupTree(config.cgroup_root)
         self._cgroups: dict[str, tuple[int, ContainerCgroup]] = {}
-        self._inspected: dict[str, tuple[tuple[Any, Any], float, dict[str, Any]]] = {}
+        self._inspected: dict[str, tuple[ListingKey, float, dict[str, Any]]] = {}
         self._name_re = re.compile(config.name_filter) if config.name_filter else None
         self._extra = [(label, DockerConfig.metric_label(label)) for label in config.label_allowlist]
         mode = config.stats_source
@@ -375,6 +375,8 @@ class ContainerCollector(Collector):
                 put("agentwatch_container_memory_working_set_ratio", base, st.memory_working_set / limit)
             put("agentwatch_container_memory_rss_bytes", base, st.memory_rss)
             put("agentwatch_container_memory_cache_bytes", base, st.memory_cache)
+            if st.memory_oom_kills is not None:
+                put("agentwatch_container_memory_oom_kills_total", base, st.memory_oom_kills)
             put("agentwatch_container_cpu_usage_seconds_total", base, st.cpu_seconds)
             put("agentwatch_container_cpu_periods_total", base, st.cpu_periods)
             put("agentwatch_container_cpu_throttled_periods_total", base, st.cpu_throttled_periods)
