@@ -63,8 +63,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               legend="{{container}}"),
         Panel("OOM kills and dies (1h)", (
             f"increase(agentwatch_container_oom_events_total{{{SVC}}}[1h])",
+            f"increase(agentwatch_container_memory_oom_kills_total{{{SVC}}}[1h])",
             f"sum by (container, exit_code) (increase(agentwatch_container_dies_total{{{SVC}}}[1h]))"), "short",
-              legend="{{container}} {{exit_code}}"),
+              legend="{{container}} {{exit_code}}",
+              description="oom events, kernel OOM kills in the cgroup (children included), dies by exit code."),
         Panel("Containers by state", (f"sum by (state) (agentwatch_container_state{{{SVC}}})",), "short",
               "bargauge", legend="{{state}}"),
         Panel("Last exit code / OOM killed", (f"agentwatch_container_last_exit_code{{{SVC}}}",
