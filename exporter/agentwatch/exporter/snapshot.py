@@ -25,6 +25,7 @@ from agentwatch import __version__, catalog
 from agentwatch.exporter.collectors.base import Collector
 from agentwatch.histogram import Histogram
 from agentwatch.log import OnceLogger
+from agentwatch.periodic import run_every
 
 log = logging.getLogger("agentwatch.snapshot")
 
@@ -149,13 +150,8 @@ class CollectionLoop:
 
     async def run(self) -> None:
         """Collect forever, one cycle per interval (a slow cycle delays the next, never overlaps)."""
-        while True:
-            started = time.monotonic()
-            try:
-                await self.collect_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # rendering bug: keep serving the previous snapshot
-                log.exception("collection cycle failed; serving the previous snapshot")
-            elapsed = time.monotonic() - started
-            await asyncio.sleep(max(0.0, self.interval - elapsed))
+        await run_every(self.interval, self.collect_once, self._cycle_failed)
+
+    @staticmethod
+    def _cycle_failed(exc: Exception) -> None:  # rendering bug: keep serving the previous snapshot
+        log.error("collection cycle failed; serving the previous snapshot", exc_info=exc)

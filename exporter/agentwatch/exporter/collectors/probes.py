@@ -37,6 +37,7 @@ from agentwatch.exporter.collectors.probe_fields import (
 )
 from agentwatch.histogram import Histogram
 from agentwatch.log import OnceLogger, register_secret
+from agentwatch.periodic import run_every
 
 log = logging.getLogger("agentwatch.probes")
 
@@ -112,16 +113,11 @@ class ServerProbe:
 
     async def run(self) -> None:
         """Probe forever on the server's interval (a slow probe delays the next, never overlaps)."""
-        while True:
-            started = time.monotonic()
-            try:
-                await self.probe_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug in handling one body must not end the server's task
-                self.once.problem(f"{self.name}:bug", "probing %s failed unexpectedly: %s", self.name, exc,
-                                  server=self.name)
-            await asyncio.sleep(max(0.0, self.target.interval_seconds - (time.monotonic() - started)))
+        await run_every(self.target.interval_seconds, self.probe_once, self._probe_failed)
+
+    def _probe_failed(self, exc: Exception) -> None:  # a bug in handling one body must not end the task
+        self.once.problem(f"{self.name}:bug", "probing %s failed unexpectedly: %s", self.name, exc,
+                          server=self.name)
 
     async def probe_once(self) -> None:
         session = self.owner.session
