@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from agentwatch.local.pack import ExporterProcess
+from agentwatch.local.scrape import Scrape
 from bench.procstat import EngineMeter, cpu_seconds, peak_rss_bytes
 from bench.scrape import Latency, Target, count_series, timed_scrapes
-from tests.harness.exporter import ExporterProcess
-from tests.harness.metrics import Scrape
 
 
 @dataclass

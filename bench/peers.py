@@ -27,11 +27,11 @@ from typing import Any
 import docker
 import yaml
 
+from agentwatch.local.process import free_port
+from agentwatch.local.scrape import Scrape
 from bench.procstat import EngineMeter, cpu_seconds, peak_rss_bytes
 from bench.scrape import Latency, Target, count_series, timed_scrapes
 from bench.workload import AGENT_CMDLINE_REGEX, AGENT_COMM
-from tests.harness.exporter import free_port
-from tests.harness.metrics import Scrape
 
 PROCESS_EXPORTER = "/usr/bin/prometheus-process-exporter"
 

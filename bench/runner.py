@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentwatch.local.dockerd import IMAGE, PrivateDockerd
 from bench import agentwatch_run, peers, report
 from bench.procstat import EngineMeter
 from bench.workload import AGENT_CMDLINE_REGEX, AGENT_COMM, CONTAINER_MEMORY, AgentProcesses, ContainerFleet
-from tests.harness.dockerd import IMAGE, PrivateDockerd
 
 COLLECTOR_MODULES = ("containers", "docker_events", "processes")
 
@@ -69,7 +69,7 @@ def placeholder_collectors() -> list[str]:
     """
     out = []
     for name in COLLECTOR_MODULES:
-        spec = importlib.util.find_spec(f"agentwatch.exporter.collectors.{name}")
+        spec = importlib.util.find_spec(f"agentwatch.collectors.{name}")
         text = Path(spec.origin).read_text() if spec and spec.origin else ""
         if text.lstrip().lstrip('"').lstrip().startswith("PLACEHOLDER"):
             out.append(name)

@@ -7,14 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.dockerd import PrivateDockerd, private_engine
+from agentwatch.local.dockerd import EngineUnavailable, PrivateDockerd, private_engine
 
 
 @pytest.fixture(scope="session")
 def dockerd() -> Iterator[PrivateDockerd]:
     """A private dockerd with the busybox image ``agent:local``; a missing engine fails the test."""
-    with private_engine() as engine:
-        yield engine
+    try:
+        with private_engine() as engine:
+            yield engine
+    except EngineUnavailable as exc:
+        pytest.fail(f"private Docker engine unavailable: {exc}", pytrace=False)
 
 
 @pytest.fixture

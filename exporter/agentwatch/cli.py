@@ -38,7 +38,7 @@ def _exporter_config(args: argparse.Namespace) -> ExporterConfig:
 def run_exporter(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from agentwatch.exporter.app import create_app
+    from agentwatch.server import create_app
 
     config = _exporter_config(args)
     log.setup(config.log_format, config.log_level)

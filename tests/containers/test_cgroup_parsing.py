@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.exporter.collectors import container_stats_api
-from agentwatch.exporter.collectors.cgroupfs import (
+from agentwatch.collectors import container_stats_api
+from agentwatch.collectors.cgroupfs import (
     CgroupTree,
     CgroupUnavailable,
     parse_cpu_max,
@@ -16,8 +16,8 @@ from agentwatch.exporter.collectors.cgroupfs import (
     read_cpu_limit,
     read_net,
 )
-from agentwatch.exporter.collectors.containers import cpu_limit_cores, docker_time
-from tests.harness.dockerd import IMAGE
+from agentwatch.collectors.containers import cpu_limit_cores, docker_time
+from agentwatch.local.dockerd import IMAGE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V2_ROOT = str(FIXTURES / "cgroup_v2")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+from agentwatch.local.pack import ExporterProcess
+from agentwatch.local.process import wait_for
 from tests.containers.fake_engine import FakeEngine
-from tests.harness.dockerd import wait_for
-from tests.harness.exporter import ExporterProcess
 
 
 def _config(host: str, processes: bool = True) -> dict:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+from agentwatch.collectors.docker_events import DockerEventsCollector, since_param
 from agentwatch.config import DockerConfig
-from agentwatch.exporter.collectors.docker_events import DockerEventsCollector, since_param
+from agentwatch.local.scrape import Scrape
 from tests.containers.fake_engine import FakeEngine
-from tests.harness.metrics import Scrape
 
 
 async def _scrape(collector: DockerEventsCollector) -> Scrape:
     from prometheus_client.exposition import generate_latest
 
-    from agentwatch.exporter.snapshot import _Families
+    from agentwatch.snapshot import _Families
 
     return Scrape.parse(generate_latest(_Families(await collector.collect())).decode())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentwatch.exporter.collectors.containers import listing_key, status_seconds
+from agentwatch.collectors.containers import listing_key, status_seconds
 
 
 @pytest.mark.parametrize("status,seconds", [
@@ -34,8 +34,8 @@ def test_key_separates_state_health_and_exit_code():
 
 
 def test_cache_reuses_on_ticking_uptime_and_refreshes_on_restart_or_age():
+    from agentwatch.collectors.containers import INSPECT_MAX_AGE, ContainerCollector
     from agentwatch.config import DockerConfig
-    from agentwatch.exporter.collectors.containers import INSPECT_MAX_AGE, ContainerCollector
 
     collector = ContainerCollector(DockerConfig(host="unix:///nonexistent.sock"))
     try:

@@ -9,12 +9,13 @@ import time
 import pytest
 from prometheus_client.exposition import generate_latest
 
+from agentwatch.collectors.containers import ContainerCollector
 from agentwatch.config import DockerConfig
-from agentwatch.exporter.collectors.containers import ContainerCollector
-from agentwatch.exporter.snapshot import _Families
-from tests.harness.dockerd import IMAGE, wait_for
-from tests.harness.exporter import ExporterProcess
-from tests.harness.metrics import Scrape
+from agentwatch.local.dockerd import IMAGE
+from agentwatch.local.pack import ExporterProcess
+from agentwatch.local.process import wait_for
+from agentwatch.local.scrape import Scrape
+from agentwatch.snapshot import _Families
 
 MiB = 1 << 20
 #: Holds ~16 MiB in /dev/shm (charged to the container's memory cgroup) and then sleeps.

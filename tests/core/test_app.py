@@ -9,10 +9,10 @@ import pytest
 from prometheus_client.core import Metric
 
 from agentwatch import catalog
+from agentwatch.collectors.base import Collector
 from agentwatch.config import ExporterConfig
-from agentwatch.exporter.app import LOOP_KEY, create_app
-from agentwatch.exporter.collectors.base import Collector
-from tests.harness.metrics import Scrape
+from agentwatch.local.scrape import Scrape
+from agentwatch.server import LOOP_KEY, create_app
 
 
 class HostMemory(Collector):

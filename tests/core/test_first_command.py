@@ -9,8 +9,8 @@ import subprocess
 import time
 import urllib.request
 
-from tests.harness.exporter import free_port
-from tests.harness.metrics import Scrape
+from agentwatch.local.process import free_port
+from agentwatch.local.scrape import Scrape
 
 
 def test_exporter_without_engine_reports_it_down_and_serves_process_stats(tmp_path):

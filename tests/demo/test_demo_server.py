@@ -11,8 +11,8 @@ import psutil
 import pytest
 
 from agentwatch.config import default_process_groups
-from tests.harness.demo import KEY, DemoProcess
-from tests.harness.dockerd import wait_for
+from agentwatch.local.pack import KEY, DemoProcess
+from agentwatch.local.process import wait_for
 
 PROTECTED = [("GET", "/api/health"), ("GET", "/ready"), ("GET", "/api/agents/running"), ("POST", "/api/agents"),
              ("GET", "/api/deploy/status"), ("PUT", "/api/deploy/concurrency"), ("POST", "/api/deploy/drain"),

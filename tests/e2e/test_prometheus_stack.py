@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.demo import KEY, KEY_ENV, DemoProcess
-from tests.harness.dockerd import wait_for
-from tests.harness.exporter import ExporterProcess
-from tests.harness.prometheus import PrometheusProcess
+from agentwatch.local.pack import KEY, KEY_ENV, DemoProcess, ExporterProcess
+from agentwatch.local.process import wait_for
+from agentwatch.local.prometheus import PrometheusProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "dashboards"))

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from agentwatch import catalog
 from agentwatch.instrument import AgentMetrics, LoopLagMonitor
-from tests.harness.metrics import Scrape
+from agentwatch.local.scrape import Scrape
 
 SERVER = "inst-1"
 

@@ -11,9 +11,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.exposition import generate_latest
 
+from agentwatch.collectors.probes import ProbeCollector
 from agentwatch.config import ExporterConfig
-from agentwatch.exporter.collectors.probes import ProbeCollector
-from tests.harness.metrics import Scrape
+from agentwatch.local.scrape import Scrape
 
 
 class _Families:

@@ -7,9 +7,8 @@ import pytest
 from aiohttp import web
 
 from agentwatch import catalog
-from tests.harness.demo import KEY, KEY_ENV, DemoProcess
-from tests.harness.dockerd import wait_for
-from tests.harness.exporter import ExporterProcess
+from agentwatch.local.pack import KEY, KEY_ENV, DemoProcess, ExporterProcess
+from agentwatch.local.process import wait_for
 from tests.probes.helpers import only, running_collector, stand_in, wait_scrape
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from agentwatch.collectors.probe_fields import Fields, health_state, outcome_of, timestamp
 from agentwatch.config import ConfigError, ProbeFields, load
-from agentwatch.exporter.collectors.probe_fields import Fields, health_state, outcome_of, timestamp
 
 F = Fields(ProbeFields())
 

@@ -10,8 +10,8 @@ import signal
 import pytest
 
 from agentwatch import catalog
+from agentwatch.local.pack import KEY, KEY_ENV, DemoProcess
 from agentwatch.log import redact
-from tests.harness.demo import KEY, KEY_ENV, DemoProcess
 from tests.probes.helpers import running_collector, wait_scrape
 
 

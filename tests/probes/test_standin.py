@@ -10,7 +10,7 @@ import time
 import pytest
 from aiohttp import web
 
-from tests.harness.exporter import free_port
+from agentwatch.local.process import free_port
 from tests.probes.helpers import only, running_collector, scrape, stand_in, wait_scrape
 
 

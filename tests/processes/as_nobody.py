@@ -15,8 +15,8 @@ import sys
 
 from prometheus_client.exposition import generate_latest
 
+from agentwatch.collectors.processes import ProcessCollector
 from agentwatch.config import ProcessesConfig
-from agentwatch.exporter.collectors.processes import ProcessCollector
 
 NOBODY = 65534
 

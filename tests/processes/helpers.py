@@ -7,9 +7,9 @@ from pathlib import Path
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 
+from agentwatch.collectors.processes import ProcessCollector
 from agentwatch.config import ProcessesConfig
-from agentwatch.exporter.collectors.processes import ProcessCollector
-from tests.harness.metrics import Scrape
+from agentwatch.local.scrape import Scrape
 
 MiB = 2**20
 PAGE = 4096

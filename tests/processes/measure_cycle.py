@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from agentwatch.collectors.processes import ProcessCollector
 from agentwatch.config import ProcessesConfig
-from agentwatch.exporter.collectors.processes import ProcessCollector
 
 FLEET = r'''
 import ctypes, os, signal, sys, time

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.metrics import Scrape
+from agentwatch.local.scrape import Scrape
 from tests.processes.helpers import FakeProc, MiB, agents_matcher, collector, scrape
 
 AS_NOBODY = Path(__file__).with_name("as_nobody.py")

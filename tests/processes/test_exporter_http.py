@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.harness.exporter import ExporterProcess
+from agentwatch.local.pack import ExporterProcess
 from tests.processes.helpers import MiB, agents_matcher
 
 

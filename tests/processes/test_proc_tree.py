@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentwatch import catalog
-from agentwatch.exporter.collectors import procmatch, procscan
+from agentwatch.collectors import procmatch, procscan
 from tests.processes.helpers import TICKS, FakeProc, MiB, collector, scrape
 
 GiB = 1024 * MiB

@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from agentwatch import alerting
-from tests.harness.alertmanager import AlertmanagerProcess
-from tests.harness.process import wait_for
-from tests.harness.prometheus import PrometheusProcess
+from agentwatch.local.alertmanager import AlertmanagerProcess
+from agentwatch.local.process import wait_for
+from agentwatch.local.prometheus import PrometheusProcess
 from tests.rules.helpers import AM_TEMPLATE, RULES_DIR
 
 TOKEN = "e2e-scaler-token-abcdef"

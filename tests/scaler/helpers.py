@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from agentwatch.local.alertmanager import AlertmanagerProcess
+from agentwatch.local.process import ManagedProcess, free_port, http_status
 from agentwatch.scaler.config import ScalerConfig
 from agentwatch.scaler.webhook import Alert
-from tests.harness.alertmanager import AlertmanagerProcess
-from tests.harness.process import ManagedProcess, free_port, http_status
 
 TOKEN = "test-token-0123456789abcdef"
 API_KEY = "agent-api-key-abcdef123456"

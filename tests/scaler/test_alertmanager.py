@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.harness.dockerd import wait_for
-from tests.harness.metrics import Scrape
+from agentwatch.local.process import wait_for
+from agentwatch.local.scrape import Scrape
 from tests.scaler.helpers import Alertmanager, ScalerProcess, StandIn, ThreadedApp, http
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agentwatch.local.process import wait_for
 from agentwatch.scaler.executor import Scaler
-from tests.harness.dockerd import wait_for
 from tests.scaler.helpers import alert, config
 
 pytestmark = pytest.mark.docker

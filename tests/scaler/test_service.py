@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from agentwatch.local.scrape import Scrape
 from agentwatch.scaler.app import SCALER_KEY, create_app
-from tests.harness.metrics import Scrape
 from tests.scaler.helpers import TOKEN, ScalerProcess, StandIn, ThreadedApp, config, http, payload, raw_alert
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

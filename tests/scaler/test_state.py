@@ -6,8 +6,8 @@ import json
 
 from aiohttp import web
 
+from agentwatch.local.scrape import Scrape
 from agentwatch.scaler.state import State, StateStore
-from tests.harness.metrics import Scrape
 from tests.scaler.helpers import ScalerProcess, ThreadedApp, http, payload, raw_alert
 
 

@@ -6,9 +6,9 @@ import contextlib
 
 import pytest
 
+from agentwatch.local.dockerd import private_engine
+from agentwatch.local.process import free_port, wait_for
 from agentwatch.scaler.executor import Scaler
-from tests.harness.dockerd import private_engine, wait_for
-from tests.harness.exporter import free_port
 from tests.scaler.helpers import alert, config
 
 pytestmark = pytest.mark.docker

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import docker
 from docker.errors import DockerException, NotFound
 
+from agentwatch.engine import COMPOSE_NUMBER, COMPOSE_ONEOFF, COMPOSE_PROJECT, COMPOSE_SERVICE, make_client
 from agentwatch.scaler.backends import ActionError
 from agentwatch.scaler.config import ComposeServiceTarget, ContainerTarget, DockerBackendConfig
 from agentwatch.scaler.policy import Decision, Observation
@@ -25,14 +26,11 @@ from agentwatch.scaler.policy import Decision, Observation
 logger = logging.getLogger("agentwatch.scaler.docker")
 T = TypeVar("T")
 
-PROJECT = "com.docker.compose.project"
-SERVICE = "com.docker.compose.service"
-NUMBER = "com.docker.compose.container-number"
 
 
 def container_number(c: Any) -> int:
     try:
-        return int(c.labels.get(NUMBER, "0"))
+        return int(c.labels.get(COMPOSE_NUMBER, "0"))
     except ValueError:
         return 0
 
@@ -49,10 +47,7 @@ class DockerEngine:
     def client(self) -> docker.DockerClient:
         with self._client_lock:
             if self._client is None:
-                if self.config.host:
-                    self._client = docker.DockerClient(base_url=self.config.host, timeout=self.config.timeout_seconds)
-                else:
-                    self._client = docker.from_env(timeout=self.config.timeout_seconds)
+                self._client = make_client(self.config.host, self.config.timeout_seconds)
             return self._client
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -81,7 +76,7 @@ class DockerBackend:
     # reading ---------------------------------------------------------------------------------
     def _service_containers(self, t: ComposeServiceTarget) -> list[Any]:
         return self.engine.client().containers.list(
-            all=True, filters={"label": [f"{PROJECT}={t.project}", f"{SERVICE}={t.service}"]})
+            all=True, filters={"label": [f"{COMPOSE_PROJECT}={t.project}", f"{COMPOSE_SERVICE}={t.service}"]})
 
     def _observe(self, target: Any) -> Observation:
         if isinstance(target, ContainerTarget):
@@ -123,8 +118,8 @@ class DockerBackend:
     def _copy(self, template: Any, target: ComposeServiceTarget, number: int) -> str:
         cfg, host = template.attrs["Config"], template.attrs["HostConfig"]
         labels = dict(cfg.get("Labels") or {})
-        labels[NUMBER] = str(number)
-        labels["com.docker.compose.oneoff"] = "False"
+        labels[COMPOSE_NUMBER] = str(number)
+        labels[COMPOSE_ONEOFF] = "False"
         name = f"{target.project}-{target.service}-{number}"
         restart = host.get("RestartPolicy") or {}
         kwargs: dict[str, Any] = {

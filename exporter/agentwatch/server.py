@@ -12,10 +12,10 @@ from aiohttp import web
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
 from agentwatch import __version__
+from agentwatch.collectors import build_collectors
+from agentwatch.collectors.base import Collector
 from agentwatch.config import ExporterConfig
-from agentwatch.exporter.collectors import build_collectors
-from agentwatch.exporter.collectors.base import Collector
-from agentwatch.exporter.snapshot import CollectionLoop
+from agentwatch.snapshot import CollectionLoop
 
 log = logging.getLogger("agentwatch.exporter")
 

@@ -23,10 +23,10 @@ import psutil
 from prometheus_client.core import Metric
 
 from agentwatch import catalog
+from agentwatch.collectors import procscan
+from agentwatch.collectors.base import Collector
+from agentwatch.collectors.procmatch import NO_GROUP, Matchers
 from agentwatch.config import ProcessesConfig
-from agentwatch.exporter.collectors import procscan
-from agentwatch.exporter.collectors.base import Collector
-from agentwatch.exporter.collectors.procmatch import NO_GROUP, Matchers
 from agentwatch.log import OnceLogger
 
 log = logging.getLogger("agentwatch.processes")

@@ -22,10 +22,9 @@ import aiohttp
 from prometheus_client.core import Metric
 
 from agentwatch import catalog
-from agentwatch.config import ExporterConfig, ProbeTarget
-from agentwatch.exporter.collectors import probe_http, probe_liveness
-from agentwatch.exporter.collectors.base import Collector
-from agentwatch.exporter.collectors.probe_fields import (
+from agentwatch.collectors import probe_http, probe_liveness
+from agentwatch.collectors.base import Collector
+from agentwatch.collectors.probe_fields import (
     OUTCOMES,
     Agent,
     Check,
@@ -35,6 +34,7 @@ from agentwatch.exporter.collectors.probe_fields import (
     Problem,
     Running,
 )
+from agentwatch.config import ExporterConfig, ProbeTarget
 from agentwatch.histogram import Histogram
 from agentwatch.log import OnceLogger, register_secret
 from agentwatch.periodic import run_every

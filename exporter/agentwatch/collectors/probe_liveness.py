@@ -55,10 +55,9 @@ class ContainerChecker:
 
     def _api(self):
         if self._client is None:
-            import docker
+            from agentwatch.engine import make_client
 
-            self._client = (docker.DockerClient(base_url=self.docker_host, timeout=int(max(1, self.timeout)))
-                            if self.docker_host else docker.from_env(timeout=int(max(1, self.timeout))))
+            self._client = make_client(self.docker_host, max(1.0, self.timeout), pool_size=2)
         return self._client.api
 
     def gone(self, containers: Iterable[str]) -> set[str]:

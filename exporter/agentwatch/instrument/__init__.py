@@ -291,7 +291,7 @@ class AgentMetrics:
     async def evaluate_health(self, checks: Mapping[str, Callable[[], Awaitable[Any]]], lag_threshold: float,
                               check_timeout: float) -> dict[str, Any]:
         """Run the checks concurrently and record the result; returns the health body."""
-        from agentwatch.exporter.collectors.probe_fields import health_state
+        from agentwatch.collectors.probe_fields import health_state
 
         async def one(fn: Callable[[], Awaitable[Any]]) -> tuple[dict[str, Any], float]:
             start = time.perf_counter()

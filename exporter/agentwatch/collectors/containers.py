@@ -35,23 +35,29 @@ import docker
 from prometheus_client.core import Metric
 
 from agentwatch import catalog
-from agentwatch.config import DockerConfig
-from agentwatch.exporter.collectors import container_stats_api
-from agentwatch.exporter.collectors.base import Collector
-from agentwatch.exporter.collectors.cgroupfs import (
+from agentwatch.collectors import container_stats_api
+from agentwatch.collectors.base import Collector
+from agentwatch.collectors.cgroupfs import (
     CgroupTree,
     CgroupUnavailable,
     ContainerCgroup,
     ContainerStats,
     read_net,
 )
-from agentwatch.exporter.collectors.engine import engine_host, is_local, is_unreachable, make_client, sdk_timeout
+from agentwatch.config import DockerConfig
+from agentwatch.engine import (
+    COMPOSE_PROJECT,
+    COMPOSE_SERVICE,
+    engine_host,
+    is_local,
+    is_unreachable,
+    make_client,
+    sdk_timeout,
+)
 from agentwatch.log import OnceLogger
 
 log = logging.getLogger("agentwatch.containers")
 
-COMPOSE_PROJECT = "com.docker.compose.project"
-COMPOSE_SERVICE = "com.docker.compose.service"
 SOURCES = ("cgroup", "api")
 #: Longest an inspect is reused for a container whose listing entry has not changed (seconds).
 INSPECT_MAX_AGE = 30.0
@@ -151,7 +157,7 @@ class ContainerCollector(Collector):
     def __init__(self, config: DockerConfig) -> None:
         super().__init__(timeout=config.timeout_seconds, max_workers=config.max_concurrency)
         self.config = config
-        self.host = engine_host(config)
+        self.host = engine_host(config.host)
         self._sdk_timeout = sdk_timeout(config.timeout_seconds)
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
@@ -170,7 +176,7 @@ class ContainerCollector(Collector):
     def _get_client(self) -> docker.DockerClient:
         with self._client_lock:
             if self._client is None:
-                self._client = make_client(self.config, self._sdk_timeout, self.config.max_concurrency + 2)
+                self._client = make_client(self.config.host, self._sdk_timeout, self.config.max_concurrency + 2)
             return self._client
 
     def _drop_client(self) -> None:

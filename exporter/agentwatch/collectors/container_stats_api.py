@@ -14,7 +14,7 @@ from typing import Any
 
 import docker
 
-from agentwatch.exporter.collectors.cgroupfs import ContainerStats, NetStats
+from agentwatch.collectors.cgroupfs import ContainerStats, NetStats
 
 
 def fetch(client: docker.DockerClient, container_id: str) -> dict[str, Any]:

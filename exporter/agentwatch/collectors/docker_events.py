@@ -24,10 +24,9 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from agentwatch import catalog
+from agentwatch.collectors.base import Collector
 from agentwatch.config import DockerConfig
-from agentwatch.exporter.collectors.base import Collector
-from agentwatch.exporter.collectors.containers import COMPOSE_SERVICE
-from agentwatch.exporter.collectors.engine import engine_host, is_unreachable, make_client, sdk_timeout
+from agentwatch.engine import COMPOSE_SERVICE, engine_host, is_unreachable, make_client, sdk_timeout
 from agentwatch.log import OnceLogger
 
 log = logging.getLogger("agentwatch.docker_events")
@@ -59,7 +58,7 @@ class DockerEventsCollector(Collector):
     def __init__(self, config: DockerConfig) -> None:
         super().__init__(timeout=config.timeout_seconds, max_workers=1)
         self.config = config
-        self.host = engine_host(config)
+        self.host = engine_host(config.host)
         self._lock = threading.Lock()
         self._counts: OrderedDict[tuple[str, str], _Counts] = OrderedDict()
         self._seen: set[tuple[str, str, int]] = set()
@@ -114,7 +113,7 @@ class DockerEventsCollector(Collector):
             connected_at = None
             got_event = False
             try:
-                client = make_client(self.config, sdk_timeout(self.config.timeout_seconds), pool_size=2)
+                client = make_client(self.config.host, sdk_timeout(self.config.timeout_seconds), pool_size=2)
                 stream = client.events(decode=True, filters={"type": "container"},
                                        since=since_param(self._last_nanos))
                 with self._lock:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.harness.process import ManagedProcess, free_port, http_status
+from agentwatch.local.process import ManagedProcess, free_port, http_status
 
 
 class PrometheusProcess(ManagedProcess):

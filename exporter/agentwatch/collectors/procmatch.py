@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from agentwatch.collectors import procscan
 from agentwatch.config import ProcessMatcher
-from agentwatch.exporter.collectors import procscan
 
 #: Processes younger than this are re-matched every cycle (fork, then exec, keeps pid and start time).
 SETTLE_SECONDS = 10.0

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tests.harness.process import ManagedProcess, free_port, http_status
+from agentwatch.local.process import ManagedProcess, free_port, http_status
 
 BINARY = "/usr/bin/prometheus-alertmanager"
 

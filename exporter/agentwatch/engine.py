@@ -1,9 +1,10 @@
-"""Docker engine clients for the container and event collectors: where, how, and "is it down?".
+"""The one place that builds Docker engine clients and names the engine's labels.
 
-Both collectors make their client the same way (``docker.host`` from the config, else
-``DOCKER_HOST`` and the TLS variables the docker CLI reads, else the default socket) and need the
-same verdict on a failure: an engine that cannot be reached (socket missing, connection refused)
-is a state to report (``agentwatch_docker_up 0``), anything else is a fault of the collection.
+Every part that talks to an engine (the container and event collectors, the probes' stuck-agent
+check, the scaler's docker and swarm backends) makes its client here, the same way: an explicit
+host, else ``DOCKER_HOST`` and the TLS variables the docker CLI reads, else the default socket.
+They also share one verdict on a failure: an engine that cannot be reached (socket missing,
+connection refused) is a state to report (``agentwatch_docker_up 0``), anything else is a fault.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import os
 import docker
 import requests
 
-from agentwatch.config import DockerConfig
+#: Labels docker compose puts on the containers it manages.
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_NUMBER = "com.docker.compose.container-number"
+COMPOSE_ONEOFF = "com.docker.compose.oneoff"
 
 _UNREACHABLE_ERRNOS = {errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH,
                        errno.ENETUNREACH, errno.ENOTSOCK, errno.EACCES}
 
 
-def engine_host(config: DockerConfig) -> str | None:
-    """The engine address in force: the config's, else DOCKER_HOST, else None (default socket)."""
-    return config.host or os.environ.get("DOCKER_HOST") or None
+def engine_host(host: str | None) -> str | None:
+    """The engine address in force: the configured one, else DOCKER_HOST, else None (default socket)."""
+    return host or os.environ.get("DOCKER_HOST") or None
 
 
 def is_local(host: str | None) -> bool:
@@ -35,11 +40,10 @@ def sdk_timeout(collector_timeout: float) -> float:
     return max(0.2, min(collector_timeout * 0.8, collector_timeout - 0.25))
 
 
-def make_client(config: DockerConfig, timeout: float, pool_size: int = 10) -> docker.DockerClient:
-    """A client negotiating the API version with the engine (one /version call; raises if down)."""
-    kwargs = docker.utils.kwargs_from_env()
-    if config.host:
-        kwargs = {"base_url": config.host}
+def make_client(host: str | None, timeout: float, pool_size: int = 10) -> docker.DockerClient:
+    """A client for ``host`` (None: the environment's engine), negotiating the API version with the
+    engine (one /version call; raises if it is down)."""
+    kwargs = {"base_url": host} if host else docker.utils.kwargs_from_env()
     return docker.DockerClient(version="auto", timeout=timeout, max_pool_size=pool_size, **kwargs)
 
 

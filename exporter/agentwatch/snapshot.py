@@ -22,7 +22,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from agentwatch import __version__, catalog
-from agentwatch.exporter.collectors.base import Collector
+from agentwatch.collectors.base import Collector
 from agentwatch.histogram import Histogram
 from agentwatch.log import OnceLogger
 from agentwatch.periodic import run_every

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+from agentwatch.collectors.base import Collector
 from agentwatch.config import ExporterConfig
-from agentwatch.exporter.collectors.base import Collector
 
 
 def build_collectors(config: ExporterConfig) -> list[Collector]:
     """The collectors the config enables, in a stable order."""
     out: list[Collector] = []
     if config.docker.enabled:
-        from agentwatch.exporter.collectors.containers import ContainerCollector
+        from agentwatch.collectors.containers import ContainerCollector
 
         out.append(ContainerCollector(config.docker))
         if config.docker.events:
-            from agentwatch.exporter.collectors.docker_events import DockerEventsCollector
+            from agentwatch.collectors.docker_events import DockerEventsCollector
 
             out.append(DockerEventsCollector(config.docker))
     if config.processes.enabled:
-        from agentwatch.exporter.collectors.processes import ProcessCollector
+        from agentwatch.collectors.processes import ProcessCollector
 
         out.append(ProcessCollector(config.processes))
     if config.probes:
-        from agentwatch.exporter.collectors.probes import ProbeCollector
+        from agentwatch.collectors.probes import ProbeCollector
 
         out.append(ProbeCollector(config))
     return out

@@ -1,1 +1,0 @@
-"""The exporter: collectors, the background collection loop and the HTTP app."""

@@ -1,1 +1,0 @@
-"""Shared test harness: a private Docker engine, a running exporter, metric parsing."""
