@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from agentwatch.local.signals import Interrupted, raise_on_stop_signals
 from bench import report, runner
 
 
@@ -64,16 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - start:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
+    # Explicit handlers, whatever was inherited: a background job starts with SIGINT ignored, and
+    # SIGTERM/SIGHUP would otherwise kill the run without its cleanup.
+    raise_on_stop_signals()
     try:
         result = runner.run(settings, log)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         log("interrupted: workload and engine cleaned up, no results written")
-        return 130
+        return 128 + exc.signum if isinstance(exc, Interrupted) else 130
     json_path, md_path = report.write(result, Path(settings.out))
     print(md_path.read_text())
     log(f"wrote {json_path} and {md_path}")

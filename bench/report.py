@@ -1,12 +1,13 @@
 """Ratios, targets and the Markdown/JSON report, all computed from the JSON-able results dict.
 
 The Markdown is rendered only from the same dict that is written as JSON, so the two files
-cannot disagree; ``tests/bench`` re-renders the JSON and compares.
+cannot disagree; ``tests/bench`` re-renders the JSON (``python -m bench.report --markdown``) and compares.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,32 +57,8 @@ def _target(tid: str, text: str, requirement: str, measured: str, met: bool | No
     return {"id": tid, "target": text, "requirement": requirement, "measured": measured, "met": met, "at": at}
 
 
-#: The collectors each target's figures come from; a target is not judged on a placeholder.
-TARGET_NEEDS = {
-    "scrape_p99_vs_process_exporter": ("processes",),
-    "cpu_vs_process_exporter": ("processes",),
-    "scrape_p99_combined": ("containers", "docker_events", "processes"),
-    "rss_combined": ("containers", "docker_events", "processes"),
-    "container_cycle_vs_docker_stats": ("containers", "docker_events"),
-    "series_linear_in_n": ("containers",),
-    "series_constant_in_m": ("processes",),
-}
-
-
 def targets(points: list[Point]) -> list[dict[str, Any]]:
-    """The issue's targets at the largest sizes measured; n/a where a needed collector was a placeholder."""
-    placeholders = {c for p in points for c in p.get("placeholders", ())}
-    out = []
-    for target in _targets(points):
-        missing = [c for c in TARGET_NEEDS[target["id"]] if c in placeholders]
-        if missing:
-            target["met"] = None
-            target["measured"] += f" (not judged: placeholder {', '.join(missing)})"
-        out.append(target)
-    return out
-
-
-def _targets(points: list[Point]) -> list[dict[str, Any]]:
+    """The issue's targets, judged at the largest sizes measured."""
     out = []
     proc = _largest(points, "processes", "processes")
     cont = _largest(points, "containers", "containers")
@@ -253,10 +230,6 @@ def markdown(result: Result) -> str:
     """The whole report; every figure comes from ``result`` (the JSON)."""
     meta = result["meta"]
     lines = [f"# agentwatch benchmark ({meta['date']})", ""]
-    if meta["placeholder_collectors"]:
-        lines += [f"> **Not representative:** these collectors were still placeholders that return nothing: "
-                  f"{', '.join(meta['placeholder_collectors'])}. The harness and the peers' figures are real; "
-                  "rerun `python -m bench` once the collectors have landed.", ""]
     lines += [
         f"Machine: {meta['cpus']} CPUs, {meta['memory_gb']:.0f} GB RAM, {meta['kernel']}, Python {meta['python']}; "
         f"load average {meta['loadavg_before']} before, {meta['loadavg_after']} after. "
@@ -318,9 +291,6 @@ def readme_section(result: Result) -> str:
     prows = [[fn(p) for _, fn in pcols] for p in result["points"] if p.get("process_exporter")]
     crows = [[fn(p) for _, fn in ccols] for p in result["points"] if p.get("docker_stats")]
     lines = ["## Performance", ""]
-    if meta["placeholder_collectors"]:
-        lines += [f"> **Provisional:** measured while these collectors were still placeholders: "
-                  f"{', '.join(meta['placeholder_collectors'])}; their figures are not representative yet.", ""]
     lines += [
         "The exporter runs beside the agents it watches, so its cost is measured against what users run instead, "
         f"on the same workload in one run ({meta['date']}, {meta['cpus']} CPUs, engine {meta['engine_version']}, "
@@ -346,8 +316,22 @@ def readme_section(result: Result) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover - used to refresh the README section
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report [RESULTS.json] [--markdown]``: print the README section, or the full report."""
+    import argparse
 
-    print(readme_section(json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.json")
-                                    .read_text())), end="")
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    parser.add_argument("results", nargs="?", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument("--markdown", action="store_true", help="the full report (latest.md), not the README section")
+    args = parser.parse_args(argv)
+    try:
+        result = json.loads(args.results.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.results}: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(result) if args.markdown else readme_section(result), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

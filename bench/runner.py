@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.util
 import os
 import platform
 import shutil
@@ -27,8 +26,6 @@ from agentwatch.local.dockerd import IMAGE, PrivateDockerd
 from bench import agentwatch_run, peers, report
 from bench.procstat import EngineMeter
 from bench.workload import AGENT_CMDLINE_REGEX, AGENT_COMM, CONTAINER_MEMORY, AgentProcesses, ContainerFleet
-
-COLLECTOR_MODULES = ("containers", "docker_events", "processes")
 
 
 @dataclass(frozen=True)
@@ -59,21 +56,6 @@ def plan(containers: list[int], processes: list[int]) -> list[PlanPoint]:
     if points and any(n > 0 for n in containers) and any(m > 0 for m in processes):
         points.append(PlanPoint("combined", max(containers), max(processes)))
     return points
-
-
-def placeholder_collectors() -> list[str]:
-    """Collector modules that still say PLACEHOLDER: their figures would not be representative.
-
-    Read from the files each time (not imported), since the collectors may land mid-run and each
-    point's exporter subprocess runs whatever the files hold when it starts.
-    """
-    out = []
-    for name in COLLECTOR_MODULES:
-        spec = importlib.util.find_spec(f"agentwatch.collectors.{name}")
-        text = Path(spec.origin).read_text() if spec and spec.origin else ""
-        if text.lstrip().lstrip('"').lstrip().startswith("PLACEHOLDER"):
-            out.append(name)
-    return out
 
 
 def exporter_config(point: PlanPoint, settings: Settings, docker_host: str | None) -> dict[str, Any]:
@@ -108,7 +90,6 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
         "loadavg_before": _loadavg(),
         "docker_cli": peers.docker_cli_version(),
         "process_exporter": peers.process_exporter_version(),
-        "placeholder_collectors": placeholder_collectors(),
         "command": settings.command,
         "interval_s": settings.interval,
         "window_s": settings.window,
@@ -121,8 +102,6 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
         "engine_version": "none",
         "cgroup": "n/a",
     }
-    if meta["placeholder_collectors"]:
-        log(f"warning: placeholder collectors: {', '.join(meta['placeholder_collectors'])} (not representative)")
     points: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="aw-bench-"))
@@ -155,8 +134,7 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
             time.sleep(2)  # let container start-up work settle before measuring
             idle = meter.calibrate(max(2.0, settings.window / 4)) if meter and point.containers else None
             result: dict[str, Any] = {"kind": point.kind, "containers": point.containers,
-                                      "processes": point.processes, "placeholders": placeholder_collectors(),
-                                      "engine_idle_cpu_per_s": idle}
+                                      "processes": point.processes, "engine_idle_cpu_per_s": idle}
             aw = agentwatch_run.measure(exporter_config(point, settings, engine.host if engine else None),
                                         settings.scrapes, settings.window, settings.pace,
                                         meter if point.containers else None, log=log)
@@ -173,7 +151,6 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
             result["elapsed_s"] = time.monotonic() - t0
             points.append(result)
     meta["loadavg_after"] = _loadavg()
-    meta["placeholder_collectors"] = sorted({c for p in points for c in p["placeholders"]})
     meta["elapsed_s"] = time.monotonic() - started
     meta["notes"] = notes(settings)
     return {"meta": meta, "points": points, "targets": report.targets(points)}

@@ -1,4 +1,10 @@
-"""Fixtures shared by every test: the private Docker engine lives here."""
+"""Fixtures shared by every test: the private Docker engine lives here.
+
+A run stopped by SIGTERM (a CI timeout), SIGHUP or SIGINT (also when started as a background job,
+which inherits SIGINT ignored) turns the signal into an interrupt, so pytest ends the session and
+every fixture's finalizer runs: no daemon, container or process is left behind. A run killed
+outright is cleaned up by the engine's watchdog (``agentwatch.local.watchdog``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,18 @@ from collections.abc import Iterator
 import pytest
 
 from agentwatch.local.dockerd import EngineUnavailable, PrivateDockerd, private_engine
+from agentwatch.local.signals import raise_on_stop_signals, restore
+
+_PREVIOUS_HANDLERS: list[dict] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _PREVIOUS_HANDLERS.append(raise_on_stop_signals())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _PREVIOUS_HANDLERS:
+        restore(_PREVIOUS_HANDLERS.pop())
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,12 @@ group metrics carry the named groups of the matchers' cmdline regexes; both are 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -55,17 +57,6 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     source: str = "exporter"
     buckets: tuple[float, ...] | None = None
-
-    def family(self, extra_labels: Sequence[str] = ()) -> Metric:
-        """A fresh, empty metric family for one collection."""
-        labels = [*self.labels, *extra_labels]
-        if self.kind == "gauge":
-            return GaugeMetricFamily(self.name, self.help, labels=labels)
-        if self.kind == "counter":
-            return CounterMetricFamily(self.name, self.help, labels=labels)
-        if self.kind == "histogram":
-            return HistogramMetricFamily(self.name, self.help, labels=labels)
-        return GaugeHistogramMetricFamily(self.name, self.help, labels=labels)
 
     @property
     def exposed_names(self) -> tuple[str, ...]:
@@ -263,9 +254,98 @@ def spec(name: str) -> MetricSpec:
         raise KeyError(f"metric {name!r} is not in agentwatch.catalog") from None
 
 
-def family(name: str, extra_labels: Sequence[str] = ()) -> Metric:
-    """Shorthand: an empty family for the named metric."""
-    return spec(name).family(extra_labels)
+def _checked(name: str, *kinds: Kind) -> MetricSpec:
+    found = spec(name)
+    if found.kind not in kinds:
+        raise TypeError(f"metric {name!r} is a {found.kind}, not a {' or '.join(kinds)}")
+    return found
+
+
+# -- families: the values of one collection, built fresh each time ---------------------------------
+
+def gauge(name: str, extra_labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    """An empty gauge family for one collection, with the spec's labels plus ``extra_labels``."""
+    s = _checked(name, "gauge")
+    return GaugeMetricFamily(s.name, s.help, labels=[*s.labels, *extra_labels])
+
+
+def counter(name: str, extra_labels: Sequence[str] = ()) -> CounterMetricFamily:
+    """An empty counter family, for totals a source keeps itself (the kernel's, a server's)."""
+    s = _checked(name, "counter")
+    return CounterMetricFamily(s.name, s.help, labels=[*s.labels, *extra_labels])
+
+
+def scalar(name: str, extra_labels: Sequence[str] = ()) -> GaugeMetricFamily | CounterMetricFamily:
+    """A gauge or counter family, for code that fills many of either kind the same way."""
+    s = _checked(name, "gauge", "counter")
+    return gauge(name, extra_labels) if s.kind == "gauge" else counter(name, extra_labels)
+
+
+def histogram(name: str, extra_labels: Sequence[str] = ()) -> HistogramMetricFamily:
+    """An empty histogram family, for cumulative buckets a source reports itself."""
+    s = _checked(name, "histogram")
+    return HistogramMetricFamily(s.name, s.help, labels=[*s.labels, *extra_labels])
+
+
+class GaugeHistogram(GaugeHistogramMetricFamily):
+    """A gauge histogram whose buckets come from its spec: the distribution of values seen now."""
+
+    def __init__(self, metric: MetricSpec, extra_labels: Sequence[str] = ()) -> None:
+        super().__init__(metric.name, metric.help, labels=[*metric.labels, *extra_labels])
+        self.bounds = tuple(float(b) for b in metric.buckets or ())
+        # repr(), not prometheus_client's Go-style formatting: keeps the le values agentwatch has
+        # always exposed (268435456.0, not 2.68435456e+08), so series do not change across versions
+        self._le = [repr(b) for b in self.bounds] + ["+Inf"]
+
+    def add_values(self, labels: Sequence[str], values: Iterable[float]) -> None:
+        """One series: how many of ``values`` fall in each bucket, and their sum."""
+        counts = [0] * len(self._le)
+        total = 0.0
+        for value in values:
+            counts[bisect.bisect_left(self.bounds, value)] += 1
+            total += value
+        running, buckets = 0, []
+        for le, n in zip(self._le, counts, strict=True):
+            running += n
+            buckets.append((le, float(running)))
+        self.add_metric(list(labels), buckets, gsum_value=total)
+
+
+def gauge_histogram(name: str, extra_labels: Sequence[str] = ()) -> GaugeHistogram:
+    """An empty gauge histogram family with the spec's buckets (fill it with ``add_values``)."""
+    return GaugeHistogram(_checked(name, "gaugehistogram"), extra_labels)
+
+
+# -- metric objects: cumulative values kept across collections, in a private registry -------------
+
+class PrivateRegistry(CollectorRegistry):
+    """A registry of agentwatch's own metric objects; never the process-wide default one.
+
+    It leaves out the ``_created`` samples prometheus_client adds to counters and histograms:
+    agentwatch has never exposed them (the text format shows them as extra gauge families), and
+    PromQL does not need them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=True)
+
+    def collect(self) -> Iterator[Metric]:
+        for fam in super().collect():
+            created = fam.name + "_created"
+            fam.samples = [s for s in fam.samples if s.name != created]
+            yield fam
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+_KIND_OF: dict[type, Kind] = {Counter: "counter", Gauge: "gauge", Histogram: "histogram"}
+
+
+def metric(name: str, registry: CollectorRegistry, cls: type[M]) -> M:
+    """The prometheus_client object for a catalog metric (name, help, labels and buckets from its
+    spec), registered in ``registry``; ``cls`` must match the spec's kind."""
+    s = _checked(name, _KIND_OF[cls])
+    extra: dict[str, Any] = {"buckets": s.buckets or ()} if s.kind == "histogram" else {}
+    return cls(s.name, s.help, s.labels, registry=registry, **extra)
 
 
 def exposed_series_names() -> set[str]:

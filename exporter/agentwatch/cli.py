@@ -7,21 +7,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agentwatch import __version__, log
-from agentwatch.config import (
-    DEFAULT_LISTEN,
-    ConfigError,
-    ExporterConfig,
-    listen_arg,
-    load,
-    parse_listen,
-    with_overrides,
-)
+from agentwatch import __version__, listener, log
+from agentwatch.config import DEFAULT_LISTEN, ExporterConfig, load
+from agentwatch.configfile import ConfigError, with_overrides
 from agentwatch.demo.cli import register as register_demo
+from agentwatch.listener import ListenError
 from agentwatch.scaler.cli import register as register_scaler
 
 logger = logging.getLogger("agentwatch")
 
+#: The exporter's flags and the config keys they override.
+EXPORTER_FLAGS = {"--listen": "listen", "--interval": "interval_seconds", "--log-format": "log_format",
+                  "--log-level": "log_level"}
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -31,8 +28,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _exporter_config(args: argparse.Namespace) -> ExporterConfig:
-    return with_overrides(load(args.config), listen=args.listen, interval_seconds=args.interval,
-                          log_format=args.log_format, log_level=args.log_level)
+    return with_overrides(load(args.config), args, EXPORTER_FLAGS)
 
 
 def run_exporter(args: argparse.Namespace) -> int:
@@ -42,10 +38,10 @@ def run_exporter(args: argparse.Namespace) -> int:
 
     config = _exporter_config(args)
     log.setup(config.log_format, config.log_level)
-    host, port = parse_listen(config.listen)
+    sock = listener.bind(config.listen)
     logger.info("agentwatch exporter %s listening on http://%s/metrics", __version__, config.listen,
                 extra={"interval_seconds": config.interval_seconds})
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    web.run_app(create_app(config), sock=sock, print=None, access_log=None)
     return 0
 
 
@@ -85,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exporter", help="serve container, agent-process and probe metrics at /metrics",
                        description="Collect in the background and serve the last snapshot at /metrics.")
     _add_common(p)
-    p.add_argument("--listen", type=listen_arg, metavar="HOST:PORT",
+    p.add_argument("--listen", metavar="HOST:PORT",
                    help=f"address to serve on (default: the config's, {DEFAULT_LISTEN})")
     p.add_argument("--interval", type=float, metavar="SECONDS", help="collection interval (default 5)")
     p.set_defaults(func=run_exporter)
@@ -127,8 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"agentwatch: config error:\n{exc}", file=sys.stderr)
+    except (ConfigError, ListenError) as exc:  # one line per problem, no traceback
+        for line in str(exc).splitlines():
+            print(f"agentwatch {args.command}: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,85 +1,21 @@
-"""Typed configuration for the exporter, validated on load.
+"""The exporter's config models: docker, processes, probes and the top level.
 
-Every model forbids unknown keys, so a typo is an error rather than a silent default. Errors
-name the file, the dotted key and what was expected (see ``ConfigError``). The scaler keeps its
-policy models in ``agentwatch.scaler.config`` and loads them through ``load_model`` here.
+Loading, error messages, secrets, listen addresses and flag overrides live in
+``agentwatch.configfile``, shared with the scaler's policy models.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from agentwatch.configfile import ListenAddress, Strict, check_regex, load_model, read_secret, require_unique_names
 
 DEFAULT_PORT = 9847
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
-
-
-class ConfigError(Exception):
-    """A configuration file that cannot be used; the message names file, key and expectation."""
-
-
-class Strict(BaseModel):
-    """Base for config models: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-NamedT = TypeVar("NamedT")
-
-
-def require_unique_names(items: list[NamedT], what: str) -> list[NamedT]:
-    """Reject lists whose items share a ``name`` (series would collide)."""
-    names = [item.name for item in items]  # type: ignore[attr-defined]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{what} names must be unique, repeated: {', '.join(dupes)}")
-    return items
-
-
-def _check_regex(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-    return value
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """Split HOST:PORT (IPv6 as [::1]:PORT); raise ValueError with what was expected."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT such as {DEFAULT_LISTEN}, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
-def _valid_listen(value: str) -> str:
-    parse_listen(value)
-    return value
-
-
-#: A HOST:PORT field, validated like the --listen flag.
-ListenAddress = Annotated[str, AfterValidator(_valid_listen)]
-
-
-def listen_arg(value: str) -> str:
-    """argparse type for --listen: the same check, as a usage error."""
-    try:
-        return _valid_listen(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def with_overrides(config: M, **values: object) -> M:
-    """``config`` with the given non-None values replaced: command-line flags win over the file."""
-    changes = {key: value for key, value in values.items() if value is not None}
-    return config.model_copy(update=changes) if changes else config
 
 
 class DockerConfig(Strict):
@@ -105,7 +41,7 @@ class DockerConfig(Strict):
     #: Follow the engine's event stream for die/oom counters (a daemon thread, reconnects by itself).
     events: bool = True
 
-    _regex = field_validator("name_filter")(_check_regex)
+    _regex = field_validator("name_filter")(check_regex)
 
     @staticmethod
     def metric_label(label: str) -> str:
@@ -144,7 +80,7 @@ class ProcessMatcher(Strict):
     #: Only processes inside a container (True), outside (False), or either (None).
     in_container: bool | None = None
 
-    _regex = field_validator("cmdline", "parent")(_check_regex)
+    _regex = field_validator("cmdline", "parent")(check_regex)
 
     @field_validator("cmdline")
     @classmethod
@@ -332,16 +268,7 @@ class ProbeTarget(Strict):
 
     def api_key(self) -> str | None:
         """The key from the environment or a file; None when neither is set."""
-        if self.api_key_env:
-            value = os.environ.get(self.api_key_env)
-            if value:
-                return value.strip()
-        if self.api_key_file:
-            try:
-                return Path(self.api_key_file).read_text().splitlines()[0].strip()
-            except (OSError, IndexError):
-                return None
-        return None
+        return read_secret(self.api_key_env, self.api_key_file)
 
 
 class ExporterConfig(Strict):
@@ -359,63 +286,6 @@ class ExporterConfig(Strict):
     @classmethod
     def _unique_probe_names(cls, probes: list[ProbeTarget]) -> list[ProbeTarget]:
         return require_unique_names(probes, "probe server")
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    """One line per problem: ``file: key: what was expected (got ...)``."""
-    lines = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
-        key = _dotted(loc)
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            msg = "unknown key"
-        elif kind == "missing":
-            msg = "required key is missing"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            if "input" in err and not isinstance(err["input"], dict | list):
-                msg += f" (got {err['input']!r})"
-        lines.append(f"{source}: {key}: {msg}")
-    return "\n".join(lines)
-
-
-def load_model(path: str | os.PathLike[str] | None, model: type[M]) -> M:
-    """Read a YAML file into a model; None gives the model's defaults."""
-    if path is None:
-        return model()
-    source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
 
 
 def load(path: str | os.PathLike[str] | None) -> ExporterConfig:

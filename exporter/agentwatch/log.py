@@ -13,19 +13,25 @@ import threading
 import time
 from typing import Any
 
-_secrets: set[str] = set()
+#: Replaced, never mutated, under the lock (copy on write): ``redact`` reads it without the lock
+#: while other threads register secrets, and always sees a whole tuple.
+_secrets: tuple[str, ...] = ()
 _secrets_lock = threading.Lock()
 _STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 def register_secret(value: str | None) -> None:
     """Never log this value (ignored when empty or very short, to avoid redacting noise)."""
+    global _secrets
     if value and len(value) >= 6:
         with _secrets_lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                # longest first, so a secret that contains another is replaced whole
+                _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
 
 
 def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``; safe while others register."""
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")

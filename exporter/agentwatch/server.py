@@ -9,9 +9,8 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
-from agentwatch import __version__
+from agentwatch import __version__, exposition
 from agentwatch.collectors import build_collectors
 from agentwatch.collectors.base import Collector
 from agentwatch.config import ExporterConfig
@@ -19,28 +18,19 @@ from agentwatch.snapshot import CollectionLoop
 
 log = logging.getLogger("agentwatch.exporter")
 
-#: The classic text format every Prometheus 2.x understands (prometheus_client >= 0.22 says 1.0.0).
-TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 LOOP_KEY = web.AppKey("loop", CollectionLoop)
-CONFIG_KEY = web.AppKey("config", ExporterConfig)
-
-
-def _wants_openmetrics(accept: str) -> bool:
-    return any(part.split(";")[0].strip() == "application/openmetrics-text" for part in accept.split(","))
 
 
 async def metrics(request: web.Request) -> web.Response:
     snap = request.app[LOOP_KEY].snapshot
     if snap is None:
         return web.Response(status=503, text="no collection has finished yet\n")
-    openmetrics = _wants_openmetrics(request.headers.get("Accept", ""))
-    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+    openmetrics = exposition.wants_openmetrics(request.headers.get("Accept", ""))
+    headers = {"Content-Type": exposition.content_type(openmetrics), "Vary": "Accept, Accept-Encoding"}
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=snap.gzipped(openmetrics), headers=headers)
-    return web.Response(body=snap.openmetrics() if openmetrics else snap.text, headers=headers)
+    return web.Response(body=snap.body(openmetrics), headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -69,7 +59,6 @@ async def index(request: web.Request) -> web.Response:
 def create_app(config: ExporterConfig, collectors: Sequence[Collector] | None = None) -> web.Application:
     """Build the app; ``collectors`` overrides the ones the config asks for (tests use this)."""
     app = web.Application()
-    app[CONFIG_KEY] = config
     chosen = list(collectors) if collectors is not None else build_collectors(config)
     app[LOOP_KEY] = CollectionLoop(chosen, config.interval_seconds)
 

@@ -17,27 +17,15 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from agentwatch import __version__, catalog
+from agentwatch import __version__, catalog, exposition
 from agentwatch.collectors.base import Collector
-from agentwatch.histogram import Histogram
 from agentwatch.log import OnceLogger
 from agentwatch.periodic import run_every
 
 log = logging.getLogger("agentwatch.snapshot")
-
-
-class _Families:
-    """Adapter so prometheus_client's encoders can render a plain list of families."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return iter(self._families)
 
 
 @dataclass(frozen=True)
@@ -48,18 +36,21 @@ class Snapshot:
     the snapshot is, in a worker thread, so a scrape only ever copies bytes.
     """
 
-    families: Sequence[Metric]
     text: bytes
     timestamp: float
     _openmetrics: bytes
     _gzipped: dict[bool, bytes]
 
     @classmethod
-    def render(cls, families: Sequence[Metric], timestamp: float) -> Snapshot:
-        text = generate_latest(_Families(families))
-        om = generate_openmetrics(_Families(families))
+    def render(cls, families: Iterable[Metric], timestamp: float) -> Snapshot:
+        source = exposition.Families(families)
+        text = exposition.encode(source, openmetrics=False)
+        om = exposition.encode(source, openmetrics=True)
         gz = {False: gzip.compress(text, compresslevel=5), True: gzip.compress(om, compresslevel=5)}
-        return cls(families, text, timestamp, om, gz)
+        return cls(text, timestamp, om, gz)
+
+    def body(self, openmetrics: bool = False) -> bytes:
+        return self._openmetrics if openmetrics else self.text
 
     def openmetrics(self) -> bytes:
         return self._openmetrics
@@ -68,12 +59,35 @@ class Snapshot:
         return self._gzipped[openmetrics]
 
 
-@dataclass
-class _CollectorStats:
-    duration: Histogram
-    success: int = 0
-    errors: int = 0
-    last_success: float = 0.0
+class SelfMetrics:
+    """The loop's own metrics, as prometheus_client objects in a private registry."""
+
+    def __init__(self, collectors: Iterable[str]) -> None:
+        self.registry = catalog.PrivateRegistry()
+        reg = self.registry
+        catalog.metric("agentwatch_build_info", reg, Gauge).labels(__version__, platform.python_version()).set(1)
+        self.duration = catalog.metric("agentwatch_collector_duration_seconds", reg, Histogram)
+        self.success = catalog.metric("agentwatch_collector_success", reg, Gauge)
+        self.errors = catalog.metric("agentwatch_collector_errors_total", reg, Counter)
+        self.last_success = catalog.metric("agentwatch_collector_last_success_timestamp_seconds", reg, Gauge)
+        self.cycle = catalog.metric("agentwatch_collection_cycle_duration_seconds", reg, Gauge)
+        self.stamp = catalog.metric("agentwatch_snapshot_timestamp_seconds", reg, Gauge)
+        for name in collectors:  # every collector's series exist from the first cycle, at 0
+            for labelled in (self.duration, self.success, self.errors, self.last_success):
+                labelled.labels(name)
+
+    def succeeded(self, collector: str) -> None:
+        self.success.labels(collector).set(1)
+        self.last_success.labels(collector).set(time.time())
+
+    def failed(self, collector: str) -> None:
+        self.success.labels(collector).set(0)
+        self.errors.labels(collector).inc()
+
+    def families(self, cycle_seconds: float) -> list[Metric]:
+        self.cycle.set(cycle_seconds)
+        self.stamp.set(time.time())
+        return list(self.registry.collect())
 
 
 class CollectionLoop:
@@ -85,63 +99,38 @@ class CollectionLoop:
         self.snapshot: Snapshot | None = None
         self.ready = asyncio.Event()
         self.cycles = 0
-        self._stats = {
-            c.name: _CollectorStats(Histogram(catalog.DURATION_BUCKETS)) for c in self.collectors
-        }
-        self._last_cycle = 0.0
+        self.self_metrics = SelfMetrics(c.name for c in self.collectors)
         self._once = OnceLogger(log)
 
     async def _run_one(self, collector: Collector) -> list[Metric]:
-        stats = self._stats[collector.name]
         start = time.perf_counter()
         try:
             families = await asyncio.wait_for(collector.collect(), timeout=collector.timeout)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            self._failed(collector, stats, f"timed out after {collector.timeout:g}s")
+            self._failed(collector, f"timed out after {collector.timeout:g}s")
             families = []
         except Exception as exc:
-            self._failed(collector, stats, f"{type(exc).__name__}: {exc}")
+            self._failed(collector, f"{type(exc).__name__}: {exc}")
             families = []
         else:
-            stats.success = 1
-            stats.last_success = time.time()
+            self.self_metrics.succeeded(collector.name)
             self._once.cleared(collector.name, "collector %s recovered", collector.name, collector=collector.name)
-        stats.duration.observe(time.perf_counter() - start)
+        self.self_metrics.duration.labels(collector.name).observe(time.perf_counter() - start)
         return families
 
-    def _failed(self, collector: Collector, stats: _CollectorStats, reason: str) -> None:
-        stats.success = 0
-        stats.errors += 1
+    def _failed(self, collector: Collector, reason: str) -> None:
+        self.self_metrics.failed(collector.name)
         self._once.problem(collector.name, "collector %s failed: %s", collector.name, reason,
                            collector=collector.name)
-
-    def _self_families(self) -> list[Metric]:
-        build = catalog.family("agentwatch_build_info")
-        build.add_metric([__version__, platform.python_version()], 1)
-        duration = catalog.family("agentwatch_collector_duration_seconds")
-        success = catalog.family("agentwatch_collector_success")
-        errors = catalog.family("agentwatch_collector_errors_total")
-        last = catalog.family("agentwatch_collector_last_success_timestamp_seconds")
-        for name, stats in self._stats.items():
-            duration.add_metric([name], *stats.duration.samples())
-            success.add_metric([name], stats.success)
-            errors.add_metric([name], stats.errors)
-            last.add_metric([name], stats.last_success)
-        cycle = catalog.family("agentwatch_collection_cycle_duration_seconds")
-        cycle.add_metric([], self._last_cycle)
-        stamp = catalog.family("agentwatch_snapshot_timestamp_seconds")
-        stamp.add_metric([], time.time())
-        return [build, duration, success, errors, last, cycle, stamp]
 
     async def collect_once(self) -> Snapshot:
         """Run every collector once, render, and swap the snapshot in."""
         start = time.perf_counter()
         results = await asyncio.gather(*(self._run_one(c) for c in self.collectors))
-        self._last_cycle = time.perf_counter() - start
         families: list[Metric] = [f for batch in results for f in batch]
-        families.extend(self._self_families())
+        families.extend(self.self_metrics.families(time.perf_counter() - start))
         snap = await asyncio.to_thread(Snapshot.render, families, time.time())
         self.snapshot = snap
         self.cycles += 1

@@ -1,5 +1,7 @@
 """CI smoke run of ``python -m bench`` at the smallest sizes, so the benchmark cannot rot.
 
+The benchmark runs only as a subprocess, as a user runs it: tests never import ``bench``.
+
 It asserts only that the run produced a complete report (every row, every column, JSON and
 Markdown present and consistent) and cleaned up after itself, also when interrupted; the figures
 themselves are reported, never asserted against timings.
@@ -17,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import report
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_ARGS = ["--containers", "2", "--processes", "10", "--scrapes", "20", "--interval", "0.5",
@@ -58,6 +60,26 @@ def _assert_cleaned_up(paths: list[str]) -> None:
     assert not left, f"processes of the run still alive: {left}"
 
 
+def _render(results: Path, *flags: str) -> str:
+    """The report as ``python -m bench.report`` renders it from the JSON (tests never import bench)."""
+    proc = subprocess.run([sys.executable, "-m", "bench.report", str(results), *flags], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _tables(md: str) -> dict[str, list[list[str]]]:
+    """Each Markdown table under its ``##`` heading: the header row, then the body rows, as cells."""
+    tables: dict[str, list[list[str]]] = {}
+    heading = ""
+    for line in md.splitlines():
+        if line.startswith("## "):
+            heading = line.split(" (")[0]
+        elif line.startswith("|") and not line.startswith("|---"):
+            tables.setdefault(heading, []).append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return tables
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -84,8 +106,7 @@ def test_smoke_run_writes_a_complete_consistent_report(tmp_path: Path) -> None:
             pe = point["process_exporter"]
             assert pe["processes_matched"] == point["processes"], pe
             assert pe["scrape"]["count"] == 20 and pe["series"] > 0 and pe["peak_rss_bytes"] > 1e6
-            if "processes" not in point["placeholders"]:
-                assert aw["processes_matched"] == point["processes"], aw
+            assert aw["processes_matched"] == point["processes"], aw
         else:
             assert point["process_exporter"] is None
         if point["containers"]:
@@ -94,40 +115,44 @@ def test_smoke_run_writes_a_complete_consistent_report(tmp_path: Path) -> None:
             assert point["sdk_loop"]["sampled"] == 1 and point["sdk_loop"]["containers"] == 2
             assert point["sdk_loop"]["extrapolated"] is True
             assert _finite(aw["engine_cpu_per_cycle_s"])
-            if "containers" not in point["placeholders"]:
-                assert aw["containers_seen"] == point["containers"], aw
+            assert aw["containers_seen"] == point["containers"], aw
         else:
             assert point["docker_stats"] is None and point["sdk_loop"] is None
         assert point["ratios"] and all(_finite(v) and v >= 0 for v in point["ratios"].values())
 
     # Every row of both tables has every column filled, and the Markdown is the JSON rendered.
-    tables = ((report.process_rows(data), report.PROCESS_COLUMNS, 2),
-              (report.container_rows(data), report.CONTAINER_COLUMNS, 2))
-    for rows, columns, expected in tables:
-        assert len(rows) == expected
-        header = "| " + " | ".join(h for h, _ in columns) + " |"
-        assert header in md
-        for row in rows:
-            assert len(row) == len(columns) and all(cell.strip() for cell in row), row
-            assert "| " + " | ".join(row) + " |" in md
-    assert md == report.markdown(data)
+    tables = _tables(md)
+    for title, rows in (("## Per-process stats", 2), ("## Per-container stats", 2), ("## Targets", 7)):
+        header, *body = tables[title]
+        assert len(body) == rows, (title, body)
+        for row in body:
+            assert len(row) == len(header) and all(row), (title, header, row)
+    assert md == _render(out / "latest.json", "--markdown")
     assert md.strip() in proc.stdout
 
     ids = {t["id"] for t in data["targets"]}
     assert ids == {"scrape_p99_vs_process_exporter", "cpu_vs_process_exporter", "scrape_p99_combined",
                    "rss_combined", "container_cycle_vs_docker_stats", "series_linear_in_n", "series_constant_in_m"}
-    readme = report.readme_section(data)
+    readme = _render(out / "latest.json")
     for t in data["targets"]:
         assert t["met"] in (True, False, None)
         assert f"| {t['target']} | {t['at']} |" in md and f"| {t['target']} | {t['at']} |" in readme
     _assert_cleaned_up(_paths_from_log(proc.stderr))
 
 
-def test_interrupted_run_cleans_up_everything(tmp_path: Path) -> None:
-    """SIGINT (Ctrl-C) while containers run and peers are measured: no process, container or dir left."""
+#: Start the command with SIGINT ignored, as a shell starts a background job: the benchmark must
+#: still stop cleanly on SIGINT, so the test does not depend on how pytest itself was launched.
+SIGINT_IGNORED = ["sh", "-c", "trap '' INT; exec \"$@\"", "sh"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_cleans_up_everything(tmp_path: Path, signum: signal.Signals) -> None:
+    """Ctrl-C or a timeout's SIGTERM while containers run and peers are measured, in a run started
+    as a background job (SIGINT inherited ignored): no process, container or dir left."""
     log_path = tmp_path / "bench.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bench", *SMOKE_ARGS, "--out", str(tmp_path / "r")],
+        proc = subprocess.Popen([*SIGINT_IGNORED, sys.executable, "-m", "bench", *SMOKE_ARGS,
+                                 "--out", str(tmp_path / "r")],
                                 cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 90
@@ -139,8 +164,8 @@ def test_interrupted_run_cleans_up_everything(tmp_path: Path) -> None:
         alive = _processes_mentioning(_paths_from_log(log_path.read_text()))
         assert any(b"urandom" in cmd for _, cmd in alive), alive  # the containers' processes run now
         assert any(b"dockerd" in cmd for _, cmd in alive), alive
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=90) == 130, log_path.read_text()
+        proc.send_signal(signum)
+        assert proc.wait(timeout=90) == 128 + signum, log_path.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

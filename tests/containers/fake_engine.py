@@ -5,7 +5,8 @@ It answers the few endpoints the collectors use, with the version-prefixed paths
 (urllib scrapes, the SDK) can talk to it. ``mode`` switches behaviour while it runs: ``ok``,
 ``malformed`` (invalid JSON from /containers/json) or ``hang`` (/containers/json never answers
 until the mode changes). ``/events`` sends ``events_per_stream`` die events and then closes the
-stream, so a client has to reconnect; each stream's ``since`` parameter is recorded.
+stream, so a client has to reconnect; each stream's ``since`` parameter is recorded
+(``events_mode = "broken"`` makes it answer a 500 instead).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class FakeEngine:
         self.host = f"unix://{self.sock}"
         self.mode = "ok"
         self.container_pid = container_pid
+        #: The fake container's previous run ended then (Docker's zero time: it never did).
+        self.finished_at = "0001-01-01T00:00:00Z"
+        #: ``broken``: /events answers a 500 (an engine fault), ``ok``: it streams die events.
+        self.events_mode = "ok"
         self.events_per_stream = 1
         #: When set, each stream first repeats the previous stream's last event (as ``since`` does).
         self.replay_last = True
@@ -55,7 +60,7 @@ class FakeEngine:
         return {
             "Id": CONTAINER_ID, "Name": "/fake-agent", "RestartCount": 2,
             "State": {"Status": "running", "Running": True, "OOMKilled": False, "Pid": self.container_pid,
-                      "ExitCode": 0, "StartedAt": "2024-05-01T10:00:00.5Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+                      "ExitCode": 0, "StartedAt": "2024-05-01T10:00:00.5Z", "FinishedAt": self.finished_at},
             "HostConfig": {"Memory": 64 << 20, "NanoCpus": 0, "CpuQuota": 50000, "CpuPeriod": 100000,
                            "NetworkMode": "none", "RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}},
         }
@@ -113,6 +118,8 @@ class FakeEngine:
     async def events(self, request: web.Request) -> web.StreamResponse:
         self.event_streams += 1
         self.since_seen.append(request.query.get("since"))
+        if self.events_mode == "broken":
+            return web.json_response({"message": "events log unavailable"}, status=500)
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)

@@ -75,3 +75,32 @@ def test_malformed_json_and_hung_endpoint_fail_the_collector_not_the_exporter(tm
             wait_for(lambda: exp.scrape().value("agentwatch_collector_success", collector="containers") == 1, 20,
                      what=f"recovery after {mode}")
         assert "containers/json" in " ".join(engine.requests[-3:])
+
+
+async def test_an_events_fault_leaves_out_one_exit_code_not_the_containers(tmp_path, caplog):
+    """A restarted container's previous exit code is read from the engine's die events; when that
+    endpoint fails, only that one series is missing and the collection still succeeds."""
+    from prometheus_client.exposition import generate_latest
+
+    from agentwatch.collectors.containers import ContainerCollector
+    from agentwatch.config import DockerConfig
+    from agentwatch.exposition import Families
+    from agentwatch.local.scrape import Scrape
+
+    with FakeEngine(tmp_path / "engine.sock") as engine:
+        engine.finished_at = "2024-05-01T09:59:59.5Z"  # it ran before, and the engine restarted it
+        engine.events_mode = "broken"
+        collector = ContainerCollector(DockerConfig(host=engine.host, stats_source="api", events=False))
+        try:
+            broken = Scrape.parse(generate_latest(Families(await collector.collect())).decode())
+            fresh = ContainerCollector(DockerConfig(host=engine.host, stats_source="api", events=False))
+            engine.events_mode = "ok"  # the fake's die event says 137
+            healed = Scrape.parse(generate_latest(Families(await fresh.collect())).decode())
+            await fresh.stop()
+        finally:
+            await collector.stop()
+    assert broken.value("agentwatch_container_state", container="fake-agent", state="running") == 1
+    assert broken.value("agentwatch_container_last_exit_code", container="fake-agent") is None
+    assert broken.value("agentwatch_container_restarts_total", container="fake-agent") == 2
+    assert "cannot read die events" in caplog.text
+    assert healed.value("agentwatch_container_last_exit_code", container="fake-agent") == 137

@@ -14,9 +14,9 @@ from tests.containers.fake_engine import FakeEngine
 async def _scrape(collector: DockerEventsCollector) -> Scrape:
     from prometheus_client.exposition import generate_latest
 
-    from agentwatch.snapshot import _Families
+    from agentwatch.exposition import Families
 
-    return Scrape.parse(generate_latest(_Families(await collector.collect())).decode())
+    return Scrape.parse(generate_latest(Families(await collector.collect())).decode())
 
 
 async def _until(pred, timeout: float, what: str):

@@ -11,11 +11,11 @@ from prometheus_client.exposition import generate_latest
 
 from agentwatch.collectors.containers import ContainerCollector
 from agentwatch.config import DockerConfig
+from agentwatch.exposition import Families
 from agentwatch.local.dockerd import IMAGE
 from agentwatch.local.pack import ExporterProcess
 from agentwatch.local.process import wait_for
 from agentwatch.local.scrape import Scrape
-from agentwatch.snapshot import _Families
 
 MiB = 1 << 20
 #: Holds ~16 MiB in /dev/shm (charged to the container's memory cgroup) and then sleeps.
@@ -100,13 +100,13 @@ def test_exporter_reports_real_containers_and_their_deaths(dockerd, docker_clien
     (labels, _), = scrape.series("agentwatch_container_info", container="aw-labelled")
     assert labels["compose_project"] == "fleet" and labels["compose_service"] == "worker"
     assert labels["label_agent_tier"] == "gold" and labels["image"] == IMAGE
-    assert labels["container_id"] == labelled.id
+    assert labels["container_id"] == labelled.id[:12]
     assert not any(k.startswith("label_not") for k in labels)
     assert scrape.value("agentwatch_docker_events_up") == 1
 
 
 async def _collect(collector: ContainerCollector) -> Scrape:
-    return Scrape.parse(generate_latest(_Families(await collector.collect())).decode())
+    return Scrape.parse(generate_latest(Families(await collector.collect())).decode())
 
 
 async def test_cgroup_and_api_paths_agree(dockerd, docker_client):
@@ -184,7 +184,7 @@ async def test_oom_kill_of_a_child_in_a_surviving_container_is_counted(dockerd, 
     collector = ContainerCollector(DockerConfig(host=dockerd.host, stats_source="cgroup", events=False))
     try:
         async def scrape() -> Scrape:
-            return Scrape.parse(generate_latest(_Families(await collector.collect())).decode())
+            return Scrape.parse(generate_latest(Families(await collector.collect())).decode())
 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -29,7 +29,7 @@ class HostMemory(Collector):
 
         self.calls += 1
         mem = await self.run_sync(psutil.virtual_memory)
-        fam = catalog.family("agentwatch_host_memory_total_bytes")
+        fam = catalog.gauge("agentwatch_host_memory_total_bytes")
         fam.add_metric([], mem.total)
         return [fam]
 

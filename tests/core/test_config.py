@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.config import DEFAULT_LISTEN, ConfigError, ExporterConfig, load, parse_listen
+from agentwatch.config import DEFAULT_LISTEN, ExporterConfig, load
+from agentwatch.configfile import ConfigError, parse_listen
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -232,3 +232,21 @@ def _render(metrics: AgentMetrics) -> str:
     from prometheus_client.exposition import generate_latest
 
     return generate_latest(metrics.registry).decode()
+
+
+async def test_a_registry_passed_in_gets_the_catalog_families_and_no_created_series() -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(server=SERVER, registry=registry)
+    with metrics.agent_run("haiku"):
+        pass
+    metrics.pool("mcp", max_size=2).wait.observe(0.01)
+    metrics.count_request(503)
+    text = _render(metrics)
+    assert "_created" not in text  # prometheus_client's creation-time series are left out
+    scrape = Scrape.parse(text)
+    _check_against_catalog(scrape)
+    assert scrape.value("agentwatch_agent_runs_total", model="haiku", outcome="cancelled") == 0
+    assert scrape.value("agentwatch_pool_wait_seconds_bucket", pool="mcp", le="0.05") == 1
+    assert (metrics.requests, metrics.errors) == (1, 1)

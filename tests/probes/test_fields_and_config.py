@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agentwatch.collectors.probe_fields import Fields, health_state, outcome_of, timestamp
-from agentwatch.config import ConfigError, ProbeFields, load
+from agentwatch.collectors.probe_fields import Fields, timestamp
+from agentwatch.config import ProbeFields, load
+from agentwatch.configfile import ConfigError
+from agentwatch.vocabulary import health_state, outcome_of
 
 F = Fields(ProbeFields())
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.config import ConfigError, ExporterConfig, default_process_groups, load
+from agentwatch.config import ExporterConfig, default_process_groups, load
+from agentwatch.configfile import ConfigError
 
 CASES = {
     "bad_regex": ("processes:\n  groups:\n    - {name: a, cmdline: 'x(?P<model>'}\n",

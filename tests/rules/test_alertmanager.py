@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -156,11 +157,80 @@ def test_notification_templates_show_value_target_and_runbook(tmp_path):
 
 # --- the renderer refuses what would leak or break ---------------------------------------------
 
-def test_missing_discord_url_is_a_clear_error(tmp_path):
+# --- every channel is optional ------------------------------------------------------------------
+
+#: One alert of each routing class: (alertname, severity).
+ROUTING_CLASSES = [
+    ("AgentContainerMemoryCritical", "critical"),    # the scaler acts on it; people are told at once
+    ("AgentContainerMemoryNearLimit", "warning"),    # the scaler acts on it; a warning for people
+    ("AgentwatchCollectorFailing", "warning"),       # agentwatch's own warning: the ops channel
+    ("AgentErrorRatioHigh", "warning"),              # a plain warning
+    ("SomethingElse", "none"),                       # no route of its own
+]
+
+
+def expected_receivers(name: str, severity: str, channels: set[str]) -> list[str]:
+    """Where an alert goes when only ``channels`` are configured, written out from the template's intent."""
+    out = ["scaler"] if "scaler" in channels and name in SCALER_ALERTS else []
+    if severity == "critical" and channels & {"slack", "discord"}:
+        return [*out, "critical"]
+    if severity == "warning" and name.startswith("Agentwatch") and "discord" in channels:
+        return [*out, "discord-ops"]
+    if severity == "warning" and "slack" in channels:
+        return [*out, "slack-warning"]
+    return out or ["slack-warning" if "slack" in channels else "nobody"]
+
+
+COMBINATIONS = [set(c) for n in range(4) for c in itertools.combinations(("scaler", "slack", "discord"), n)]
+
+
+@pytest.mark.parametrize("channels", COMBINATIONS, ids=lambda c: "+".join(sorted(c)) or "none")
+def test_every_combination_of_channels_renders_valid_and_routes(tmp_path, channels):
+    """A channel is on when configured where the renderer runs (its file, or Discord's URL); else left out."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    if "slack" in channels:
+        (secrets / "slack-webhook-url").write_text(SLACK + "\n")
+    if "scaler" in channels:
+        (secrets / "agentwatch-scaler-token").write_text(TOKEN + "\n")
+    env = {"AGENTWATCH_DISCORD_WEBHOOK_URL": DISCORD} if "discord" in channels else {}
+    out = tmp_path / "am.yml"
+    proc = render_cli(out, env, "--set", f"AGENTWATCH_SECRETS_DIR={secrets}", "--check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+    for channel in {"scaler", "slack", "discord"} - channels:
+        assert f"{channel} left out:" in proc.stderr, proc.stderr
+    config = yaml.safe_load(out.read_text())
+    kinds = {k for r in config["receivers"] for k in r if k.endswith("_configs")}
+    assert kinds == {alerting.CHANNELS[c] for c in channels}
+    assert ("slack_api_url_file" in config["global"]) == ("slack" in channels)
+    for name, severity in ROUTING_CLASSES:
+        labels = [f"alertname={name}", f"severity={severity}", "container=agent-1"]
+        assert routes(out, *labels) == expected_receivers(name, severity, channels), (name, severity)
+
+
+def test_discord_is_optional_and_says_so(tmp_path):
     proc = render_cli(tmp_path / "am.yml", {})
-    assert proc.returncode == 2
-    assert "AGENTWATCH_DISCORD_WEBHOOK_URL is required" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "discord left out: AGENTWATCH_DISCORD_WEBHOOK_URL is not set" in proc.stderr
+    assert "discord" not in (tmp_path / "am.yml").read_text().split("# channels:")[1].splitlines()[0]
+
+
+def test_a_channel_asked_for_must_be_configured(tmp_path):
+    proc = render_cli(tmp_path / "am.yml", {}, "--channels", "discord")
+    assert proc.returncode == 2 and "AGENTWATCH_DISCORD_WEBHOOK_URL is required" in proc.stderr
     assert not (tmp_path / "am.yml").exists()
+    proc = render_cli(tmp_path / "am.yml", {}, "--channels", "scaler,email")
+    assert proc.returncode == 2 and "--channels: email not in the template" in proc.stderr
+
+
+def test_channels_named_explicitly_are_kept_without_their_files(tmp_path):
+    """Rendered where Alertmanager's own files are not mounted (a separate render step)."""
+    proc = render_cli(tmp_path / "am.yml", {}, "--set", f"AGENTWATCH_SECRETS_DIR={tmp_path / 'absent'}",
+                      "--channels", "scaler,slack", "--check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = {r["name"] for r in yaml.safe_load((tmp_path / "am.yml").read_text())["receivers"]}
+    assert names == {"scaler", "critical", "slack-warning"}
 
 
 def test_secret_on_the_command_line_is_refused(tmp_path):
@@ -210,7 +280,8 @@ def test_rerender_replaces_atomically(tmp_path):
     for url in (DISCORD, DISCORD + "-rotated"):
         proc = render_cli(out, {"AGENTWATCH_DISCORD_WEBHOOK_URL": url})
         assert proc.returncode == 0, proc.stderr
-    assert yaml.safe_load(out.read_text())["receivers"][1]["discord_configs"][0]["webhook_url"].endswith("-rotated")
+    receivers = {r["name"]: r for r in yaml.safe_load(out.read_text())["receivers"]}
+    assert receivers["critical"]["discord_configs"][0]["webhook_url"].endswith("-rotated")
     assert [p.name for p in tmp_path.iterdir()] == ["am.yml"], "no temp file left behind"
 
 

@@ -20,13 +20,13 @@ from aiohttp import web
 from agentwatch.local.alertmanager import AlertmanagerProcess
 from agentwatch.local.process import ManagedProcess, free_port, http_status
 from agentwatch.scaler.config import ScalerConfig
-from agentwatch.scaler.webhook import Alert
+from agentwatch.scaler.model import Alert, AlertStatus
 
 TOKEN = "test-token-0123456789abcdef"
 API_KEY = "agent-api-key-abcdef123456"
 
 
-def alert(name: str, status: str = "firing", starts: str = "2024-01-01T00:00:00Z", fp: str | None = None,
+def alert(name: str, status: AlertStatus = "firing", starts: str = "2024-01-01T00:00:00Z", fp: str | None = None,
           **labels: str) -> Alert:
     labels = {"alertname": name, **labels}
     return Alert(status, labels, {}, starts, "", fp or f"fp-{name}-{sorted(labels.items())}")
@@ -156,9 +156,10 @@ class ScalerProcess(ManagedProcess):
         super().__init__([sys.executable, "-m", "agentwatch.cli", "scaler", "--config", str(workdir / "policy.yml")],
                          workdir / f"scaler-{self.port}.log", env=self.env, name="scaler")
 
-    def start(self, timeout: float = 20) -> ScalerProcess:  # type: ignore[override]
+    def launch(self, timeout: float = 20) -> ScalerProcess:
+        """Write the policy file, start, and wait for /healthz."""
         (self.workdir / "policy.yml").write_text(yaml.safe_dump(self.policy))
-        super().start(lambda: http_status(self.url + "/healthz") == 200, timeout)
+        self.start(lambda: http_status(self.url + "/healthz") == 200, timeout)
         return self
 
     def actions(self) -> list[dict[str, Any]]:
@@ -167,7 +168,7 @@ class ScalerProcess(ManagedProcess):
         return body["decisions"]
 
     def __enter__(self) -> ScalerProcess:
-        return self.start()
+        return self.launch()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

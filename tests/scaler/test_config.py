@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentwatch.config import ConfigError
+from agentwatch.configfile import ConfigError
 from agentwatch.scaler.config import load
 
 ROOT = Path(__file__).resolve().parents[2]

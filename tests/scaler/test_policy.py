@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 from typing import Any
 
 import pytest
 
 from agentwatch.scaler import policy
 from agentwatch.scaler.config import ScalerConfig
-from agentwatch.scaler.policy import Decision, Observation
-from agentwatch.scaler.state import State
+from agentwatch.scaler.model import Decision, Observation
+from agentwatch.scaler.state import PendingReverse, State
 from tests.scaler.helpers import alert
 
 T0 = 1_700_000_000.0
@@ -25,13 +27,19 @@ TARGETS: dict[str, Any] = {
 }
 
 
+def ids() -> policy.IdFactory:
+    """Decision ids d1, d2, ... (the policy takes them from its caller)."""
+    numbers = itertools.count(1)
+    return lambda: f"d{next(numbers)}"
+
+
 def cfg(rules: list[dict[str, Any]], **extra: Any) -> ScalerConfig:
     return ScalerConfig.model_validate({"targets": TARGETS, "rules": rules, **extra})
 
 
 def decide(config: ScalerConfig, state: State, alerts: list, observed: dict[str, Observation | None],
            now: float) -> list[Decision]:
-    decisions = policy.evaluate(alerts, config, state, now)
+    decisions = policy.evaluate(alerts, config, state, now, ids())
     policy.plan(decisions, config, state, observed, now)
     policy.commit(decisions, config, state, now)
     return decisions
@@ -61,9 +69,9 @@ SCALE = {"name": "up", "alertname": "Backlog", "action": "scale_up", "target": "
 ])
 def test_matchers_equality_and_anchored_regex(labels, hit):
     config = cfg([{**SCALE, "match": {"severity": "critical"}, "match_re": {"host": r"node-\d+"}}])
-    out = policy.evaluate([alert("Backlog", **labels)], config, State(), T0)
+    out = policy.evaluate([alert("Backlog", **labels)], config, State(), T0, ids())
     assert (len(out) == 1) is hit
-    assert policy.evaluate([alert("Other", **labels)], config, State(), T0) == []
+    assert policy.evaluate([alert("Other", **labels)], config, State(), T0, ids()) == []
 
 
 # targets: templates and the allowlist -------------------------------------------------------------
@@ -262,14 +270,14 @@ def test_resolved_alert_reverses_only_after_the_stabilisation_window():
     assert only(decide(config, state, [alert("Backlog")], obs_all(agents=1), T0)).desired == 3
     sched = only(decide(config, state, [alert("Backlog", status="resolved")], obs_all(), T0 + 10))
     assert (sched.outcome, sched.action) == ("scheduled", "scale_down")
-    assert policy.due_reverses(config, state, T0 + 309) == []
-    due = policy.due_reverses(config, state, T0 + 311)
+    assert policy.due_reverses(config, state, T0 + 309, ids()) == []
+    due = policy.due_reverses(config, state, T0 + 311, ids())
     policy.plan(due, config, state, {"agents": Observation(replicas=3, memory_bytes=1)}, T0 + 311)
     policy.commit(due, config, state, T0 + 311)
     d = only(due)
     assert (d.trigger, d.action, d.current, d.desired) == ("reverse", "scale_down", 3, 1)
     assert state.pending == {} and state.applied == {} and state.baselines == {}
-    assert policy.due_reverses(config, state, T0 + 1000) == []
+    assert policy.due_reverses(config, state, T0 + 1000, ids()) == []
 
 
 def test_refiring_within_the_window_cancels_the_reverse():
@@ -280,7 +288,7 @@ def test_refiring_within_the_window_cancels_the_reverse():
     again = only(decide(config, state, [alert("Backlog", starts="2024-01-01T00:05:00Z")], obs_all(), T0 + 100))
     assert again.reason == "cooldown"
     assert state.pending == {}
-    assert policy.due_reverses(config, state, T0 + 1000) == []
+    assert policy.due_reverses(config, state, T0 + 1000, ids()) == []
 
 
 def test_resolved_without_a_prior_action_reverses_nothing():
@@ -288,7 +296,7 @@ def test_resolved_without_a_prior_action_reverses_nothing():
     state = State()
     d = only(decide(config, state, [alert("Backlog", status="resolved")], obs_all(), T0))
     assert (d.outcome, d.reason) == ("skipped", "no_change")
-    assert policy.due_reverses(config, state, T0 + 10) == []
+    assert policy.due_reverses(config, state, T0 + 10, ids()) == []
 
 
 def test_reverse_waits_for_its_cooldown_and_rate_limit():
@@ -300,12 +308,12 @@ def test_reverse_waits_for_its_cooldown_and_rate_limit():
     decide(config, state, [alert("Mem")], obs_all(conc=8), T0)
     decide(config, state, [alert("Mem", status="resolved")], obs_all(), T0 + 1)
     decide(config, state, [alert("N")], {}, T0 + 2)  # the budget of 2 is used up
-    due = policy.due_reverses(config, state, T0 + 10)
+    due = policy.due_reverses(config, state, T0 + 10, ids())
     policy.plan(due, config, state, {"srv": Observation(concurrency=7, draining=False)}, T0 + 10)
     policy.commit(due, config, state, T0 + 10)
     assert only(due).reason == "rate_limit"
     assert "lower|srv" in state.pending, "kept for a later try"
-    due = policy.due_reverses(config, state, T0 + 100)
+    due = policy.due_reverses(config, state, T0 + 100, ids())
     policy.plan(due, config, state, {"srv": Observation(concurrency=7, draining=False)}, T0 + 100)
     assert (only(due).mode, only(due).desired) == ("restore", 8)
 
@@ -319,3 +327,64 @@ def test_state_round_trips_through_json():
     assert back == state
     with pytest.raises(ValueError):
         State.from_json({"version": 1, "cooldowns": {"a": "soon"}})
+
+
+# purity ------------------------------------------------------------------------------------------
+PURE_RULES = [
+    {**SCALE, "on_resolved": "reverse", "stabilization_seconds": 5},
+    {"name": "lower", "alertname": "Mem", "action": "set_concurrency", "target": "srv", "factor": 0.5,
+     "on_resolved": "reverse", "stabilization_seconds": 5},
+    {"name": "page", "alertname": "Mem", "action": "notify", "target": "chat", "on_resolved": "reverse",
+     "stabilization_seconds": 5},
+]
+
+
+def busy_state(config: ScalerConfig) -> State:
+    """A state with every part filled: cooldowns, dedupe, rate window, baselines, applied and pending
+    reverses, plus two pending reverses whose rule or target the policy no longer has."""
+    state = State()
+    decide(config, state, [alert("Backlog"), alert("Mem")], obs_all(), T0)
+    decide(config, state, [alert("Backlog", status="resolved"), alert("Mem", status="resolved")], obs_all(), T0 + 1)
+    state.pending["gone|agents"] = PendingReverse(due=T0, alertname="Old")
+    state.pending["up|retired"] = PendingReverse(due=T0, alertname="Old")
+    assert state.cooldowns and state.seen and state.actions and state.baselines and state.applied
+    return state
+
+
+def run_policy(config: ScalerConfig, state: State, now: float) -> list[dict[str, Any]]:
+    """Every read-only step once, with a fixed clock and fixed ids."""
+    new_id = ids()
+    alerts = [alert("Backlog", starts="t2"), alert("Mem", starts="t2"), alert("Backlog", status="resolved"),
+              alert("Backlog", compose_service="x")]
+    decisions = policy.evaluate(alerts, config, state, now, new_id)
+    decisions += policy.due_reverses(config, state, now, new_id)
+    policy.plan(decisions, config, state, obs_all(agents=3, conc=4), now)
+    return [d.to_json() for d in decisions]
+
+
+def test_evaluate_plan_and_due_reverses_leave_the_state_untouched():
+    config = cfg(PURE_RULES)
+    state = busy_state(config)
+    before = copy.deepcopy(state)
+    decisions = run_policy(config, state, T0 + 100)
+    assert any(d["trigger"] == "reverse" for d in decisions), "due reverses were produced"
+    assert state == before, "only commit may change the state"
+
+
+def test_same_clock_and_ids_give_the_same_decisions():
+    config = cfg(PURE_RULES)
+    state = busy_state(config)
+    first = run_policy(config, copy.deepcopy(state), T0 + 100)
+    second = run_policy(config, copy.deepcopy(state), T0 + 100)
+    assert first == second
+    assert [d["id"] for d in first] == [f"d{i}" for i in range(1, len(first) + 1)], "ids come from the caller"
+
+
+def test_commit_drops_reverses_whose_rule_or_target_left_the_policy():
+    config = cfg(PURE_RULES)
+    state = busy_state(config)
+    kept = {k: v for k, v in state.pending.items() if k not in ("gone|agents", "up|retired")}
+    assert kept, "the policy's own reverses are pending"
+    assert policy.commit([], config, state, T0 + 2) is True
+    assert state.pending == kept
+    assert policy.commit([], config, state, T0 + 2) is False, "nothing left to drop"

@@ -62,7 +62,7 @@ async def test_token_is_required_and_compared_without_detail(aiohttp_client, tmp
 
 
 def test_missing_token_refuses_to_start(tmp_path, monkeypatch):
-    from agentwatch.config import ConfigError
+    from agentwatch.configfile import ConfigError
     monkeypatch.delenv("AW_TEST_SCALER_TOKEN", raising=False)
     with pytest.raises(ConfigError, match="AW_TEST_SCALER_TOKEN"):
         create_app(config(tmp_path))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import pytest
 from aiohttp import web
 
 from agentwatch.local.scrape import Scrape
-from agentwatch.scaler.state import State, StateStore
-from tests.scaler.helpers import ScalerProcess, ThreadedApp, http, payload, raw_alert
+from agentwatch.scaler.executor import Scaler
+from agentwatch.scaler.state import PendingReverse, State, StateStore
+from tests.scaler.helpers import ScalerProcess, ThreadedApp, config, http, payload, raw_alert
 
 
 def chat_app(posts: list) -> web.Application:
@@ -72,3 +75,28 @@ def test_state_is_replaced_atomically(tmp_path):
     store.save(state)
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["state.json"], "no temp file left behind"
     assert StateStore(tmp_path / "sub" / "state.json").load() == state
+
+
+def test_start_drops_saved_reverses_the_policy_no_longer_has(tmp_path):
+    cfg = config(tmp_path, targets={"chat": {"kind": "notify", "url_env": "AW_CHAT_URL"}},
+                 rules=[{"name": "page", "alertname": "Page", "action": "notify", "target": "chat",
+                         "on_resolved": "reverse"}])
+    far = 4_000_000_000.0
+    StateStore(cfg.state_file).save(State(pending={
+        "page|chat": PendingReverse(due=far, alertname="Page"),
+        "removed-rule|chat": PendingReverse(due=far), "page|removed-target": PendingReverse(due=far)}))
+
+    async def start_and_stop() -> None:
+        scaler = Scaler(cfg, backends={})
+        await scaler.start()
+        await scaler.stop()
+
+    asyncio.run(start_and_stop())
+    assert StateStore(cfg.state_file).load().pending == {"page|chat": PendingReverse(due=far, alertname="Page")}
+
+
+@pytest.mark.parametrize("pending", [{"k": {"due": "soon"}}, {"k": {"due": True}}, {"k": {"due": 1, "alertname": 5}},
+                                     {"k": [1]}, ["k"]])
+def test_a_malformed_pending_reverse_is_rejected(pending):
+    with pytest.raises(ValueError, match="pending"):
+        State.from_json({"version": 1, "pending": pending})

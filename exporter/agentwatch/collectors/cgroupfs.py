@@ -117,15 +117,6 @@ def parse_v2_max(text: str) -> int:
     return 0 if value == "max" else _int(value, "memory.max")
 
 
-def parse_cpu_max(text: str) -> float:
-    """cpu.max (``quota period`` or ``max period``) as cores; 0 when unlimited."""
-    parts = text.split()
-    if len(parts) != 2 or parts[0] == "max":
-        return 0.0
-    quota, period = _int(parts[0], "cpu.max quota"), _int(parts[1], "cpu.max period")
-    return quota / period if quota > 0 and period > 0 else 0.0
-
-
 def parse_net_dev(text: str) -> NetStats:
     """/proc/<pid>/net/dev summed over every interface but lo."""
     out = NetStats()
@@ -321,16 +312,6 @@ def read_v2(path: str) -> ContainerStats:
         pids=pids,
         memory_oom_kills=_optional_key(f"{path}/memory.events", "oom_kill"),
     )
-
-
-def read_cpu_limit(cg: ContainerCgroup) -> float:
-    """The CFS quota as cores (0 unlimited); the collector takes it from inspect, tests cross-check."""
-    if cg.version == 2:
-        return parse_cpu_max(_read(f"{cg.dirs['']}/cpu.max"))
-    cpu = cg.dirs["cpu"]
-    quota = _int(_read(f"{cpu}/cpu.cfs_quota_us"), "cpu.cfs_quota_us")
-    period = _int(_read(f"{cpu}/cpu.cfs_period_us"), "cpu.cfs_period_us")
-    return quota / period if quota > 0 and period > 0 else 0.0
 
 
 def read_net(proc_root: str, pid: int) -> NetStats:

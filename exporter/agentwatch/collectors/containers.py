@@ -13,6 +13,13 @@ per container) while the kernel's own files answer in microseconds:
    ``/proc/<pid>/net/dev`` in one worker call (``stats_source: cgroup``, or ``auto`` when they are
    visible), else concurrent one-shot stats calls (``api``, or ``auto``'s per-container fallback).
 
+The engine resets ``ExitCode`` to 0 when it starts a container again (a restart policy), so the
+last exit code is remembered per container: from the inspect of a container that is not running,
+else, for a run that ended between two cycles, from the engine's own ``die`` event for it (asked
+once, in the window between that run's end and the next start). While the engine's event buffer
+(its last 256 events) no longer holds that event, a restarted container's exit code is unknown
+and ``agentwatch_container_last_exit_code`` is left out for it.
+
 Every SDK call runs in the pool, never on the event loop. An engine that cannot be reached is a
 state (``agentwatch_docker_up 0``, one warning, the client re-created on a later cycle); any other
 failure (a malformed response, a call that hangs past the SDK timeout) raises, so the collection
@@ -44,6 +51,7 @@ from agentwatch.collectors.cgroupfs import (
     ContainerStats,
     read_net,
 )
+from agentwatch.collectors.exit_codes import die_exit_code, exit_code_of, is_running
 from agentwatch.config import DockerConfig
 from agentwatch.engine import (
     COMPOSE_PROJECT,
@@ -61,6 +69,8 @@ log = logging.getLogger("agentwatch.containers")
 SOURCES = ("cgroup", "api")
 #: Longest an inspect is reused for a container whose listing entry has not changed (seconds).
 INSPECT_MAX_AGE = 30.0
+#: Families about the engine itself, made once per cycle by ``_engine_families``.
+ENGINE_FAMILIES = ("agentwatch_docker_up", "agentwatch_docker_stats_source")
 
 #: (state, parenthesised parts of Status, seconds up or since exit as Docker rounds them)
 ListingKey = tuple[str, tuple[str, ...], float]
@@ -166,6 +176,8 @@ class ContainerCollector(Collector):
         self._tree = CgroupTree(config.cgroup_root)
         self._cgroups: dict[str, tuple[int, ContainerCgroup]] = {}
         self._inspected: dict[str, tuple[ListingKey, float, dict[str, Any]]] = {}
+        #: id -> (FinishedAt of the container's last run, its exit code; None when unknown)
+        self._exits: dict[str, tuple[str, int | None]] = {}
         self._name_re = re.compile(config.name_filter) if config.name_filter else None
         self._extra = [(label, DockerConfig.metric_label(label)) for label in config.label_allowlist]
         mode = config.stats_source
@@ -197,6 +209,22 @@ class ContainerCollector(Collector):
         except docker.errors.NotFound:  # removed since the listing
             return None
         return _check_inspect(data, container_id)
+
+    def _die_exit_code(self, container_id: str, state: dict[str, Any]) -> int | None:
+        """The exit code of the run before this one; None (not a failed collection) if unknown."""
+        since = docker_time(state.get("FinishedAt")) - 0.001
+        until = max(docker_time(state.get("StartedAt")), since)
+        try:
+            code = die_exit_code(self._get_client().api, container_id, since, until, self._sdk_timeout)
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise
+            self._once.problem("die-events", "cannot read die events for restarted containers' exit codes "
+                               "(%s: %s); their agentwatch_container_last_exit_code is left out",
+                               type(exc).__name__, exc)
+            return None
+        self._once.cleared("die-events", "die events readable again")
+        return code
 
     def _api_stats(self, container_id: str) -> ContainerStats | None:
         try:
@@ -261,6 +289,7 @@ class ContainerCollector(Collector):
     async def collect(self) -> list[Metric]:
         try:
             containers = await self._discover()
+            await self._learn_exit_codes(containers)
             await self._fill_stats(containers)
         except Exception as exc:
             if not is_unreachable(exc):
@@ -288,6 +317,33 @@ class ContainerCollector(Collector):
                 self._inspected[cid] = (keys[cid], now, data)
         return [_Container(item["Id"], self._labels(item, name), self._inspected[item["Id"]][2])
                 for item, name in selected if item["Id"] in self._inspected]
+
+    async def _learn_exit_codes(self, containers: list[_Container]) -> None:
+        """Remember each container's last exit code before a restart resets it (see the module doc)."""
+        todo = []
+        for c in containers:
+            state = c.inspect["State"]
+            finished = str(state.get("FinishedAt") or "")
+            if not is_running(state):
+                self._exits[c.id] = (finished, exit_code_of(state))
+            elif docker_time(finished) > 0 and self._exits.get(c.id, ("", None))[0] != finished:
+                todo.append((c, finished))  # a run ended since the last cycle that saw it stopped
+        codes = await asyncio.gather(*(self.run_sync(self._die_exit_code, c.id, c.inspect["State"])
+                                       for c, _ in todo))
+        for (c, finished), code in zip(todo, codes, strict=True):
+            self._exits[c.id] = (finished, code)
+        for stale in self._exits.keys() - {c.id for c in containers}:
+            del self._exits[stale]
+
+    def _last_exit_code(self, c: _Container) -> int | None:
+        """The exit code of the container's last finished run; 0 if it never finished, None if unknown."""
+        state = c.inspect["State"]
+        if not is_running(state):
+            return exit_code_of(state)
+        finished, code = self._exits.get(c.id, ("", None))
+        if docker_time(state.get("FinishedAt")) == 0:
+            return 0
+        return code if finished == str(state.get("FinishedAt") or "") else None
 
     def _fresh(self, cid: str, key: ListingKey, now: float) -> bool:
         """Reuse an inspect while the listing says nothing changed, for at most INSPECT_MAX_AGE.
@@ -329,18 +385,18 @@ class ContainerCollector(Collector):
     # --- families ----------------------------------------------------------------------
 
     def _engine_families(self, up: bool, used: set[str]) -> list[Metric]:
-        docker_up = catalog.family("agentwatch_docker_up")
+        docker_up = catalog.gauge("agentwatch_docker_up")
         docker_up.add_metric([], 1 if up else 0)
         if not used:  # nothing read this cycle: show the path that would be used
             used = {"cgroup" if self._try_cgroup and self._tree.readable() else "api"}
-        source = catalog.family("agentwatch_docker_stats_source")
+        source = catalog.gauge("agentwatch_docker_stats_source")
         for name in SOURCES:
             source.add_metric([name], 1 if name in used else 0)
         return [docker_up, source]
 
     def _families(self, containers: list[_Container]) -> list[Metric]:
         extra = [metric for _, metric in self._extra]
-        fams: dict[str, Metric] = {s.name: s.family(extra) for s in catalog.DOCKER if s.labels}
+        fams = {s.name: catalog.scalar(s.name, extra) for s in catalog.DOCKER if s.name not in ENGINE_FAMILIES}
 
         def put(name: str, labels: list[str], value: float) -> None:
             fams[name].add_metric(labels, value)
@@ -354,7 +410,7 @@ class ContainerCollector(Collector):
             policy = host.get("RestartPolicy") or {}
             policy_name = str(policy.get("Name") or "no")
 
-            fams["agentwatch_container_info"].add_metric([*base[:4], c.id, *base[4:]], 1)
+            fams["agentwatch_container_info"].add_metric([*base[:4], c.id[:12], *base[4:]], 1)
             for s in (*catalog.CONTAINER_STATES, *(() if status in catalog.CONTAINER_STATES else (status,))):
                 fams["agentwatch_container_state"].add_metric([*base[:4], s, *base[4:]], 1 if s == status else 0)
             for s in (*catalog.HEALTH_STATES, *(() if health in catalog.HEALTH_STATES else (health,))):
@@ -364,7 +420,9 @@ class ContainerCollector(Collector):
             put("agentwatch_container_restart_policy_max_retries", base,
                 (policy.get("MaximumRetryCount") or 0) if policy_name == "on-failure" else 0)
             put("agentwatch_container_restarts_total", base, c.inspect.get("RestartCount") or 0)
-            put("agentwatch_container_last_exit_code", base, state.get("ExitCode") or 0)
+            exit_code = self._last_exit_code(c)
+            if exit_code is not None:
+                put("agentwatch_container_last_exit_code", base, exit_code)
             put("agentwatch_container_oom_killed", base, 1 if state.get("OOMKilled") else 0)
             put("agentwatch_container_start_time_seconds", base, docker_time(state.get("StartedAt")))
             put("agentwatch_container_finish_time_seconds", base, docker_time(state.get("FinishedAt")))

@@ -43,6 +43,10 @@ class _Counts:
     ooms: int = 0
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def since_param(nanos: int) -> str:
     """The engine's ``seconds.nanoseconds`` timestamp format (inclusive)."""
     return f"{nanos // 1_000_000_000}.{nanos % 1_000_000_000:09d}"
@@ -166,8 +170,8 @@ class DockerEventsCollector(Collector):
         if not isinstance(nanos, int):
             seconds = event.get("time")
             nanos = int(seconds * 1_000_000_000) if isinstance(seconds, int | float) else 0
-        actor = event.get("Actor") if isinstance(event.get("Actor"), dict) else {}
-        attrs = actor.get("Attributes") if isinstance(actor.get("Attributes"), dict) else {}
+        actor = _mapping(event.get("Actor"))
+        attrs = _mapping(actor.get("Attributes"))
         cid = str(actor.get("ID") or event.get("id") or "")
         key = (cid, str(action), nanos)
         with self._lock:
@@ -198,10 +202,10 @@ class DockerEventsCollector(Collector):
     # --- families ----------------------------------------------------------------------------
 
     async def collect(self) -> list[Metric]:
-        dies = catalog.family("agentwatch_container_dies_total")
-        ooms = catalog.family("agentwatch_container_oom_events_total")
-        up = catalog.family("agentwatch_docker_events_up")
-        reconnects = catalog.family("agentwatch_docker_events_reconnects_total")
+        dies = catalog.counter("agentwatch_container_dies_total")
+        ooms = catalog.counter("agentwatch_container_oom_events_total")
+        up = catalog.gauge("agentwatch_docker_events_up")
+        reconnects = catalog.counter("agentwatch_docker_events_reconnects_total")
         with self._lock:
             for (name, service), counts in self._counts.items():
                 for code, n in counts.dies.items():

@@ -18,24 +18,8 @@ import jmespath
 from jmespath.parser import ParsedResult
 
 from agentwatch.config import ProbeFields
+from agentwatch.vocabulary import health_state, outcome_of
 
-#: Normalised health states (catalog.APP_HEALTH_STATES) and the words servers use for them.
-_HEALTH_WORDS = {
-    "healthy": {"ok", "healthy", "up", "pass", "passed", "passing", "green", "true", "good", "ready", "available",
-                "alive", "operational", "online"},
-    "degraded": {"degraded", "warn", "warning", "yellow", "partial", "slow", "partially_available"},
-    "unhealthy": {"unhealthy", "down", "fail", "failed", "failing", "error", "critical", "red", "false", "bad",
-                  "unavailable", "dead", "offline", "timeout"},
-}
-#: Outcomes of finished agent runs; ``lost`` is added by the collector for agents that were stuck.
-OUTCOMES = ("success", "error", "cancelled", "lost", "unknown")
-_OUTCOME_WORDS = {
-    "success": {"success", "succeeded", "successful", "completed", "complete", "done", "finished", "ok", "exited"},
-    "error": {"error", "errored", "failed", "failure", "crashed", "killed", "oom", "oom_killed", "oomkilled",
-              "timeout", "timed_out", "timedout"},
-    "cancelled": {"cancelled", "canceled", "stopped", "aborted", "interrupted", "terminated"},
-    "lost": {"lost", "orphaned", "stuck", "vanished"},
-}
 #: Pool numbers, in the order of the pool_* fields.
 POOL_KEYS = ("max_size", "size", "in_use", "idle", "waiting", "evictions")
 #: A label value read from a body is cut to this length.
@@ -114,30 +98,6 @@ def _short(value: Any) -> str:
     """A value for an error message: its repr, cut short (bodies can be huge)."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def health_state(value: Any) -> str:
-    """A server's status word (or bool) as one of healthy, degraded, unhealthy, unknown."""
-    if isinstance(value, bool):
-        return "healthy" if value else "unhealthy"
-    if isinstance(value, str):
-        word = value.strip().lower().replace("-", "_").replace(" ", "_")
-        for state, words in _HEALTH_WORDS.items():
-            if word in words:
-                return state
-    return "unknown"
-
-
-def outcome_of(value: Any) -> str:
-    """A finished run's status word as one of ``OUTCOMES``."""
-    if isinstance(value, bool):
-        return "success" if value else "error"
-    if isinstance(value, str):
-        word = value.strip().lower().replace("-", "_").replace(" ", "_")
-        for outcome, words in _OUTCOME_WORDS.items():
-            if word in words:
-                return outcome
-    return "unknown"
 
 
 def timestamp(value: Any) -> float | None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psutil
+
+if TYPE_CHECKING:
+    import docker
 
 log = logging.getLogger("agentwatch.probes")
 
@@ -51,9 +55,9 @@ class ContainerChecker:
     def __init__(self, docker_host: str | None, timeout: float) -> None:
         self.docker_host = docker_host
         self.timeout = timeout
-        self._client = None
+        self._client: docker.DockerClient | None = None
 
-    def _api(self):
+    def _api(self) -> Any:
         if self._client is None:
             from agentwatch.engine import make_client
 

@@ -15,17 +15,17 @@ import json
 import logging
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from prometheus_client.core import Metric
+import prometheus_client as prom
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agentwatch import catalog
 from agentwatch.collectors import probe_http, probe_liveness
 from agentwatch.collectors.base import Collector
 from agentwatch.collectors.probe_fields import (
-    OUTCOMES,
     Agent,
     Check,
     Deploy,
@@ -35,9 +35,9 @@ from agentwatch.collectors.probe_fields import (
     Running,
 )
 from agentwatch.config import ExporterConfig, ProbeTarget
-from agentwatch.histogram import Histogram
 from agentwatch.log import OnceLogger, register_secret
 from agentwatch.periodic import run_every
+from agentwatch.vocabulary import OUTCOMES
 
 log = logging.getLogger("agentwatch.probes")
 
@@ -52,13 +52,23 @@ _PARSE_INLINE_BYTES = 256 * 1024
 _HEALTH_BODY_STATUSES = frozenset({500, 503})
 
 
+class ProbeMetrics:
+    """The probe collector's totals kept across probes: prometheus_client objects in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = reg = catalog.PrivateRegistry()
+        self.duration = catalog.metric("agentwatch_probe_duration_seconds", reg, prom.Histogram)
+        self.responses = catalog.metric("agentwatch_probe_http_responses_total", reg, prom.Counter)
+        self.failures = catalog.metric("agentwatch_probe_failures_total", reg, prom.Counter)
+        self.dropped = catalog.metric("agentwatch_probe_series_dropped_total", reg, prom.Counter)
+        self.run_duration = catalog.metric("agentwatch_agent_run_duration_seconds", reg, prom.Histogram)
+        self.runs = catalog.metric("agentwatch_agent_runs_total", reg, prom.Counter)
+
+
 @dataclass
 class _Endpoint:
     path: str
     success: int | None = None
-    duration: Histogram = field(default_factory=lambda: Histogram(catalog.DURATION_BUCKETS))
-    codes: Counter[str] = field(default_factory=Counter)
-    failures: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -82,6 +92,13 @@ class ServerProbe:
         self.fields = Fields(target.fields)
         self.endpoints = {ep: _Endpoint(path) for ep in ENDPOINTS
                           if (path := getattr(target.endpoints, ep)) is not None}
+        self.metrics = m = owner.metrics
+        for ep in self.endpoints:  # these series exist from the start, at 0
+            m.duration.labels(self.name, ep)
+            for reason in FAILURE_REASONS:
+                m.failures.labels(self.name, ep, reason)
+        for kind in DROP_KINDS:
+            m.dropped.labels(self.name, kind)
         self.check_pids = (probe_liveness.is_loopback_url(target.url) if target.check_pids == "auto"
                            else bool(target.check_pids))
         self.containers = (probe_liveness.ContainerChecker(target.containers.docker_host, target.timeout_seconds)
@@ -99,11 +116,9 @@ class ServerProbe:
         self.errors_total: float | None = None
         self.agents: list[Agent] | None = None
         self.stuck: Counter[str] = Counter()
-        # cumulative
+        # kept across probes (the totals are in ``metrics``)
         self.models: list[str] = []
-        self.run_durations: dict[str, Histogram] = {}
-        self.runs: Counter[tuple[str, str]] = Counter()
-        self.dropped: Counter[str] = Counter()
+        self.models_finished: set[str] = set()
         self.tracked: dict[str, _Tracked] = {}
         self.counted: OrderedDict[str, None] = OrderedDict()
         self.running_seen = False
@@ -142,9 +157,9 @@ class ServerProbe:
 
     async def _apply(self, ep: str, result: probe_http.Fetched) -> None:
         state = self.endpoints[ep]
-        state.duration.observe(result.duration)
+        self.metrics.duration.labels(self.name, ep).observe(result.duration)
         if result.status is not None:
-            state.codes[str(result.status)] += 1
+            self.metrics.responses.labels(self.name, ep, str(result.status)).inc()
         reasons: list[tuple[str, str]] = []
         if result.failure:
             reasons.append((result.failure, result.detail))
@@ -170,7 +185,7 @@ class ServerProbe:
         elif ep == "ready":
             self.ready = 1.0 if result.ok else 0.0
         for reason in sorted({r for r, _ in reasons}):
-            state.failures[reason] += 1
+            self.metrics.failures.labels(self.name, ep, reason).inc()
         self._log(ep, reasons)
 
     def _log(self, ep: str, reasons: list[tuple[str, str]]) -> None:
@@ -195,7 +210,7 @@ class ServerProbe:
                 self.lag = None
                 return []
             health, problems, dropped = self.fields.health(data, t.max_checks)
-            self.dropped["check"] += dropped
+            self._dropped("check", dropped)
             self.health_status = health.status
             known = {c.name for c in health.checks}
             for name, check in list(self.checks.items()):  # checks that vanished stay, as unknown
@@ -227,7 +242,7 @@ class ServerProbe:
                 self.pools = None
                 return []
             pools, problems, dropped = self.fields.pools(data, t.max_pools)
-            self.dropped["pool"] += dropped
+            self._dropped("pool", dropped)
             self.pools = None if any(p.fatal for p in problems) else pools
             return problems
         if ep == "running":
@@ -236,7 +251,7 @@ class ServerProbe:
                 self.stuck = Counter()
                 return []
             running, problems = self.fields.running(data, t.max_agents)
-            self.dropped["agent"] += running.dropped
+            self._dropped("agent", running.dropped)
             if any(p.fatal for p in problems):
                 self.agents = None
                 self.stuck = Counter()
@@ -248,6 +263,9 @@ class ServerProbe:
     def _counters(self, requests: float | None, errors: float | None) -> None:
         self.requests_total, self.errors_total = requests, errors
 
+    def _dropped(self, kind: str, n: int) -> None:
+        self.metrics.dropped.labels(self.name, kind).inc(n)
+
     def model(self, name: str) -> str:
         """The model label, folding models beyond the cap into ``_other``."""
         if name in self.models:
@@ -255,7 +273,7 @@ class ServerProbe:
         if len(self.models) < self.target.max_models:
             self.models.append(name)
             return name
-        self.dropped["model"] += 1
+        self._dropped("model", 1)
         return OTHER
 
     async def _track(self, running: Running) -> None:
@@ -295,9 +313,14 @@ class ServerProbe:
                 self.stuck[agent.model] += 1
 
     def _finished(self, model: str, outcome: str, seconds: float | None) -> None:
-        self.runs[(model, outcome)] += 1
+        runs = self.metrics.runs
+        if model not in self.models_finished:  # a model's outcomes all exist from its first run
+            self.models_finished.add(model)
+            for known in OUTCOMES:
+                runs.labels(self.name, model, known)
+        runs.labels(self.name, model, outcome).inc()
         if seconds is not None:
-            self.run_durations.setdefault(model, Histogram(catalog.AGENT_RUN_BUCKETS)).observe(max(0.0, seconds))
+            self.metrics.run_duration.labels(self.name, model).observe(max(0.0, seconds))
 
     def _remember(self, agent_id: str) -> None:
         self.counted[agent_id] = None
@@ -322,19 +345,12 @@ class ServerProbe:
 
     # -- families -------------------------------------------------------------------------------
 
-    def add_to(self, fams: dict[str, Metric], now: float) -> None:
+    def add_to(self, fams: dict[str, GaugeMetricFamily | CounterMetricFamily], now: float) -> None:
+        """The latest results as values of this collection (the totals are in ``metrics``)."""
         s = self.name
         for ep, state in self.endpoints.items():
             if state.success is not None:
                 fams["agentwatch_probe_success"].add_metric([s, ep], state.success)
-            buckets, total = state.duration.samples()
-            fams["agentwatch_probe_duration_seconds"].add_metric([s, ep], buckets, total)
-            for code, count in sorted(state.codes.items()):
-                fams["agentwatch_probe_http_responses_total"].add_metric([s, ep, code], count)
-            for reason in FAILURE_REASONS:
-                fams["agentwatch_probe_failures_total"].add_metric([s, ep, reason], state.failures.get(reason, 0))
-        for kind in DROP_KINDS:
-            fams["agentwatch_probe_series_dropped_total"].add_metric([s, kind], self.dropped.get(kind, 0))
         if self.health_status is not None:
             checks = [Check("overall", self.health_status), *self.checks.values()]
             for check in checks:
@@ -364,12 +380,6 @@ class ServerProbe:
                       for a in self.agents if a.id in self.tracked]
             fams["agentwatch_agent_oldest_running_seconds"].add_metric([s], max(0.0, now - min(starts))
                                                                        if starts else 0.0)
-        for model, hist in sorted(self.run_durations.items()):
-            buckets, total = hist.samples()
-            fams["agentwatch_agent_run_duration_seconds"].add_metric([s, model], buckets, total)
-        for model in sorted({m for m, _ in self.runs}):
-            for outcome in OUTCOMES:
-                fams["agentwatch_agent_runs_total"].add_metric([s, model, outcome], self.runs.get((model, outcome), 0))
         for pool in self.pools or ():
             for key, value in pool.values.items():
                 metric = "agentwatch_pool_evictions_total" if key == "evictions" else f"agentwatch_pool_{key}"
@@ -380,8 +390,13 @@ class ServerProbe:
             fams["agentwatch_app_request_errors_total"].add_metric([s], self.errors_total)
 
 
-#: The families this collector fills (the pool wait histogram only comes from instrumentation).
-_FAMILIES = tuple(spec.name for spec in catalog.PROBES if spec.name != "agentwatch_pool_wait_seconds")
+#: The families this collector fills from the latest results; the totals come from ``ProbeMetrics``,
+#: and the pool wait histogram only from instrumentation.
+_TOTALS = ("agentwatch_probe_duration_seconds", "agentwatch_probe_http_responses_total",
+           "agentwatch_probe_failures_total", "agentwatch_probe_series_dropped_total",
+           "agentwatch_agent_run_duration_seconds", "agentwatch_agent_runs_total")
+_FAMILIES = tuple(spec.name for spec in catalog.PROBES
+                  if spec.name not in _TOTALS and spec.name != "agentwatch_pool_wait_seconds")
 
 
 class ProbeCollector(Collector):
@@ -393,6 +408,7 @@ class ProbeCollector(Collector):
         super().__init__(timeout=5.0, max_workers=min(8, 2 + len(config.probes)))
         self.config = config
         self.session: aiohttp.ClientSession | None = None
+        self.metrics = ProbeMetrics()
         self.servers: list[ServerProbe] = []
         for target in config.probes:  # names are unique: the config rejects repeats
             register_secret(target.api_key())
@@ -424,8 +440,8 @@ class ProbeCollector(Collector):
         await super().stop()
 
     async def collect(self) -> list[Metric]:
-        fams = {name: catalog.family(name) for name in _FAMILIES}
+        fams = {name: catalog.scalar(name) for name in _FAMILIES}
         now = time.time()
         for server in self.servers:
             server.add_to(fams, now)
-        return list(fams.values())
+        return [*fams.values(), *self.metrics.registry.collect()]

@@ -12,13 +12,13 @@ right) and counted; per-process series only exist when enabled and are capped.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import prometheus_client as prom
 import psutil
 from prometheus_client.core import Metric
 
@@ -35,8 +35,6 @@ log = logging.getLogger("agentwatch.processes")
 SKIP_REASONS = ("vanished", "access_denied", "read_error", "fds_denied", "uss_denied")
 #: Label value of the set that collects a group's processes beyond its label-set cap.
 OTHER = "_other"
-_BOUNDS = catalog.AGENT_RSS_BUCKETS
-_BUCKET_NAMES = [repr(float(b)) for b in _BOUNDS] + ["+Inf"]
 
 
 @dataclass(slots=True)
@@ -52,7 +50,7 @@ class _Agg:
     fds_seen: int = 0
     threads: int = 0
     oldest_start: int | None = None
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(_BOUNDS) + 1))
+    rss_each: list[int] = field(default_factory=list)  # for the gauge histogram
 
     def add(self, rss: int, cpu_ticks: int, threads: int, start: int, fds: int | None, uss: int | None) -> None:
         self.count += 1
@@ -67,7 +65,7 @@ class _Agg:
         if uss is not None:
             self.uss += uss
             self.uss_seen += 1
-        self.buckets[bisect.bisect_left(_BOUNDS, rss)] += 1
+        self.rss_each.append(rss)
 
     def merge(self, other: _Agg) -> None:
         self.count += other.count
@@ -80,14 +78,7 @@ class _Agg:
         self.threads += other.threads
         if other.oldest_start is not None and (self.oldest_start is None or other.oldest_start < self.oldest_start):
             self.oldest_start = other.oldest_start
-        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for name, n in zip(_BUCKET_NAMES, self.buckets, strict=True):
-            running += n
-            out.append((name, float(running)))
-        return out
+        self.rss_each.extend(other.rss_each)
 
 
 @dataclass
@@ -116,8 +107,14 @@ class ProcessCollector(Collector):
         self.ticks = float(os.sysconf("SC_CLK_TCK"))
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self._self_pid = os.getpid() if os.path.realpath(self.root) == "/proc" else None
-        self._skipped: Counter[str] = Counter(dict.fromkeys(SKIP_REASONS, 0))
-        self._dropped: Counter[str] = Counter({g.name: 0 for g in config.groups})
+        # totals kept across scans; the series exist from the first scan, at 0
+        self.registry = catalog.PrivateRegistry()
+        self._skipped = catalog.metric("agentwatch_process_scan_skipped_total", self.registry, prom.Counter)
+        self._dropped = catalog.metric("agentwatch_process_group_series_dropped_total", self.registry, prom.Counter)
+        for reason in SKIP_REASONS:
+            self._skipped.labels(reason)
+        for group in config.groups:
+            self._dropped.labels(group.name)
         self._admitted: dict[int, set[tuple[str, ...]]] = {}
         self._once = OnceLogger(log)
         self._inflight: asyncio.Future[list[Metric]] | None = None
@@ -178,7 +175,7 @@ class ProcessCollector(Collector):
                 continue
             if not (st.is_kernel_thread or st.is_dead):
                 stats[pid] = st
-        self.matchers.forget_except(stats)
+        self.matchers.forget_except(set(stats))
 
         def parent_comm(ppid: int) -> str | None:
             parent = stats.get(ppid)
@@ -244,7 +241,7 @@ class ProcessCollector(Collector):
                     overflow.merge(sets[k])
                 kept[other_key] = overflow
                 name = self.matchers.groups[group].name
-                self._dropped[name] += len(order) - cap
+                self._dropped.labels(name).inc(len(order) - cap)
                 self._once.problem(f"labels:{name}", "process group %s has more than %d label sets; the rest are "
                                    "summed under %s", name, cap, OTHER, group=name)
                 by_group[group] = kept
@@ -263,35 +260,30 @@ class ProcessCollector(Collector):
             for name, value in (("agentwatch_host_memory_total_bytes", total),
                                 ("agentwatch_host_memory_available_bytes", available),
                                 ("agentwatch_host_memory_used_ratio", 1 - available / total if total else 0.0)):
-                fam = catalog.family(name)
+                fam = catalog.gauge(name)
                 fam.add_metric([], float(value))
                 families.append(fam)
         families.extend(self._group_families(result))
         if self.config.per_process.enabled:
             families.append(self._per_process_family(result))
-        self._skipped.update(result.skipped)
         for reason, n in result.skipped.items():
+            self._skipped.labels(reason).inc(n)
             if n and reason != "vanished":
                 self._once.problem(f"skip:{reason}", "process scan skipped reads: %s (counted in "
                                    "agentwatch_process_scan_skipped_total)", reason, reason=reason)
-        skipped = catalog.family("agentwatch_process_scan_skipped_total")
-        for reason, n in sorted(self._skipped.items()):
-            skipped.add_metric([reason], float(n))
-        dropped = catalog.family("agentwatch_process_group_series_dropped_total")
-        for name, n in self._dropped.items():
-            dropped.add_metric([name], float(n))
-        families.extend([skipped, dropped])
+        families.extend(self.registry.collect())
         return families
 
     def _group_families(self, result: ScanResult) -> list[Metric]:
         extra = self.matchers.label_names
         names = ["agentwatch_process_group_processes", "agentwatch_process_group_memory_rss_bytes",
-                 "agentwatch_process_group_cpu_seconds_total", "agentwatch_process_group_open_fds",
-                 "agentwatch_process_group_threads", "agentwatch_process_group_oldest_age_seconds",
-                 "agentwatch_process_group_process_rss_bytes"]
+                 "agentwatch_process_group_open_fds", "agentwatch_process_group_threads",
+                 "agentwatch_process_group_oldest_age_seconds"]
         if self.config.uss:
             names.append("agentwatch_process_group_memory_uss_bytes")
-        fam = {n: catalog.family(n, extra) for n in names}
+        fam = {n: catalog.gauge(n, extra) for n in names}
+        cpu = catalog.counter("agentwatch_process_group_cpu_seconds_total", extra)
+        rss_each = catalog.gauge_histogram("agentwatch_process_group_process_rss_bytes", extra)
         uss = fam.get("agentwatch_process_group_memory_uss_bytes")
         empty_labels = ("",) * len(extra)
         for group, sets in self._cap_label_sets(result.aggs).items():
@@ -302,9 +294,9 @@ class ProcessCollector(Collector):
                 lv = [gname, *labels]
                 fam["agentwatch_process_group_processes"].add_metric(lv, float(agg.count))
                 fam["agentwatch_process_group_memory_rss_bytes"].add_metric(lv, float(agg.rss))
-                fam["agentwatch_process_group_cpu_seconds_total"].add_metric(lv, agg.cpu_ticks / self.ticks)
+                cpu.add_metric(lv, agg.cpu_ticks / self.ticks)
                 fam["agentwatch_process_group_threads"].add_metric(lv, float(agg.threads))
-                fam["agentwatch_process_group_process_rss_bytes"].add_metric(lv, agg.cumulative(), float(agg.rss))
+                rss_each.add_values(lv, agg.rss_each)
                 if agg.fds_seen or not agg.count:
                     fam["agentwatch_process_group_open_fds"].add_metric(lv, float(agg.fds))
                 if uss is not None and (agg.uss_seen or not agg.count):
@@ -312,11 +304,11 @@ class ProcessCollector(Collector):
                 if agg.oldest_start is not None:
                     age = max(0.0, result.uptime - agg.oldest_start / self.ticks)
                     fam["agentwatch_process_group_oldest_age_seconds"].add_metric(lv, age)
-        return list(fam.values())
+        return [*fam.values(), cpu, rss_each]
 
     def _per_process_family(self, result: ScanResult) -> Metric:
         cap = self.config.per_process.max_series
-        fam = catalog.family("agentwatch_process_memory_rss_bytes")
+        fam = catalog.gauge("agentwatch_process_memory_rss_bytes")
         rows = sorted(result.per_process, key=lambda r: (-r[0], r[2]))
         if len(rows) > cap:
             self._once.problem("per_process_cap", "more than %d matched processes; per-process series are "

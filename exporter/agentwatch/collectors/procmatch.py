@@ -83,7 +83,6 @@ class Matchers:
         self.groups = [CompiledMatcher(g, self.label_names) for g in groups]
         self._empty = ("",) * len(self.label_names)
         self._cache: dict[int, _Entry] = {}
-        self.needs_parent = any(g.parent for g in self.groups)
 
     def match(self, stat: procscan.Stat, age: float, now: float, proc_root: str,
               parent_comm: Callable[[int], str | None]) -> Match:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
-from pathlib import Path
+from typing import Literal
 
+from pydantic import Field, field_validator
+
+from agentwatch import listener
 from agentwatch import log as awlog
-from agentwatch.config import listen_arg, parse_listen
+from agentwatch.configfile import ConfigError, ListenAddress, Strict, read_secret, with_overrides
 
 logger = logging.getLogger("agentwatch.demo")
 
@@ -17,61 +18,78 @@ DEFAULT_LISTEN = "127.0.0.1:8700"
 DEFAULT_KEY_ENV = "AGENTWATCH_DEMO_API_KEY"
 
 
+class DemoSettings(Strict):
+    """The demo server's settings: the defaults, which its flags override and which check them."""
+
+    listen: ListenAddress = DEFAULT_LISTEN
+    server_name: str = Field(default="demo", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    max_concurrency: int = Field(default=4, ge=0, le=10_000)
+    memory_scale: float = Field(default=1.0, ge=0, le=64)
+    pool_size: int = Field(default=20, ge=1, le=10_000)
+    pool_idle_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    pool_acquire_timeout: float = Field(default=30.0, gt=0, le=3600)
+    lag_threshold: float = Field(default=1.0, gt=0, le=3600)
+    load_per_minute: float = Field(default=0.0, ge=0, le=6000)
+    load_seconds: tuple[float, float] = (20.0, 120.0)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("load_seconds")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1]:
+            raise ValueError("expected 0 <= MIN <= MAX seconds")
+        return value
+
+
+#: Every flag that overrides a setting, and its key.
+DEMO_FLAGS = {f"--{key.replace('_', '-')}": key for key in DemoSettings.model_fields}
+
+
 def _range(value: str) -> tuple[float, float]:
     low, _, high = value.partition("-")
     try:
-        lo, hi = float(low), float(high or low)
+        return float(low), float(high or low)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN-MAX seconds such as 20-120, got {value!r}") from None
-    if not 0 <= lo <= hi:
-        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {value!r}")
-    return lo, hi
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX seconds such as 20-120, got {value[:40]!r}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    d = DemoSettings()
     p = sub.add_parser(
         "demo-agents", help="run the demo agent server (real child-process agents; for tests and demos)",
         description="An aiohttp agent server whose agents are child processes holding model-sized memory. "
                     "Every endpoint but /live and /metrics needs the X-API-Key header.")
-    p.add_argument("--listen", type=listen_arg, default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                   help=f"address to serve on (default {DEFAULT_LISTEN})")
+    # Flags that override a setting default to None ("not given"); DemoSettings holds the defaults.
+    p.add_argument("--listen", metavar="HOST:PORT", help=f"address to serve on (default {d.listen})")
     p.add_argument("--api-key-env", default=DEFAULT_KEY_ENV, metavar="VAR",
                    help=f"environment variable holding the API key (default {DEFAULT_KEY_ENV})")
     p.add_argument("--api-key-file", metavar="FILE", help="file holding the API key (first line)")
     p.add_argument("--no-auth", action="store_true", help="serve without an API key (local experiments only)")
-    p.add_argument("--server-name", default="demo", help="the server label on its own metrics (default demo)")
-    p.add_argument("--max-concurrency", type=int, default=4, help="agents allowed at once (default 4)")
-    p.add_argument("--memory-scale", type=float, default=1.0,
+    p.add_argument("--server-name", help=f"the server label on its own metrics (default {d.server_name})")
+    p.add_argument("--max-concurrency", type=int, help=f"agents allowed at once (default {d.max_concurrency})")
+    p.add_argument("--memory-scale", type=float,
                    help="scale the per-model memory (haiku 200, sonnet 500, opus 600 MiB); 0.02 for tests")
-    p.add_argument("--pool-size", type=int, default=20, help="MCP client pool maximum size (default 20)")
-    p.add_argument("--pool-idle-seconds", type=float, default=60.0, help="close idle pool clients after this")
-    p.add_argument("--pool-acquire-timeout", type=float, default=30.0,
-                   help="an agent waiting longer than this for a pool client fails")
-    p.add_argument("--lag-threshold", type=float, default=1.0,
-                   help="event-loop lag (seconds) above which /api/health answers 503")
+    p.add_argument("--pool-size", type=int, help=f"MCP client pool maximum size (default {d.pool_size})")
+    p.add_argument("--pool-idle-seconds", type=float,
+                   help=f"close idle pool clients after this (default {d.pool_idle_seconds:g})")
+    p.add_argument("--pool-acquire-timeout", type=float,
+                   help=f"an agent waiting longer than this for a pool client fails (default "
+                        f"{d.pool_acquire_timeout:g})")
+    p.add_argument("--lag-threshold", type=float,
+                   help=f"event-loop lag (seconds) above which /api/health answers 503 (default {d.lag_threshold:g})")
     p.add_argument("--forget-crashed", action="store_true",
                    help="keep agents killed by a signal listed as running (reproduces 'stuck running')")
     p.add_argument("--enable-test-endpoints", action="store_true",
                    help="serve POST /api/test/block-event-loop (tests only)")
     p.add_argument("--exit-after-drain", action="store_true", help="exit once a drain has finished")
-    p.add_argument("--load-per-minute", type=float, default=0.0,
-                   help="start agents with random models on their own at this average rate")
-    p.add_argument("--load-seconds", type=_range, default=(20.0, 120.0), metavar="MIN-MAX",
+    p.add_argument("--load-per-minute", type=float,
+                   help="start agents with random models on their own at this average rate (default 0)")
+    p.add_argument("--load-seconds", type=_range, metavar="MIN-MAX",
                    help="run time range of self-started agents (default 20-120)")
-    p.add_argument("--log-format", choices=("json", "text"), default="json")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.add_argument("--log-format", choices=("json", "text"), help="log format (default json)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level (default info)")
     p.set_defaults(func=run)
-
-
-def _api_key(args: argparse.Namespace) -> str | None:
-    value = os.environ.get(args.api_key_env, "").strip() if args.api_key_env else ""
-    if not value and args.api_key_file:
-        try:
-            lines = Path(args.api_key_file).read_text().splitlines()
-        except OSError as exc:
-            raise SystemExit(f"agentwatch demo-agents: cannot read --api-key-file: {exc.strerror}") from None
-        value = lines[0].strip() if lines else ""
-    return value or None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,27 +97,22 @@ def run(args: argparse.Namespace) -> int:
 
     from agentwatch.demo.server import DemoOptions, DemoServer
 
-    awlog.setup(args.log_format, args.log_level)
-    key = _api_key(args)
+    settings = with_overrides(DemoSettings(), args, DEMO_FLAGS)
+    awlog.setup(settings.log_format, settings.log_level)
+    key = read_secret(args.api_key_env, args.api_key_file)
     if key is None and not args.no_auth:
-        print(f"agentwatch demo-agents: no API key: set ${args.api_key_env} or --api-key-file "
-              "(or pass --no-auth)", file=sys.stderr)
-        return 2
+        raise ConfigError(f"no API key: set ${args.api_key_env} or --api-key-file (or pass --no-auth)")
     awlog.register_secret(key)
-    if args.max_concurrency < 0 or args.pool_size < 1 or args.memory_scale < 0:
-        print("agentwatch demo-agents: --max-concurrency >= 0, --pool-size >= 1, --memory-scale >= 0",
-              file=sys.stderr)
-        return 2
     opts = DemoOptions(
-        api_key=key, server_name=args.server_name, max_concurrency=args.max_concurrency,
-        memory_scale=args.memory_scale, pool_size=args.pool_size, pool_idle_seconds=args.pool_idle_seconds,
-        pool_acquire_timeout=args.pool_acquire_timeout, lag_threshold=args.lag_threshold,
-        forget_crashed=args.forget_crashed, test_endpoints=args.enable_test_endpoints,
-        exit_after_drain=args.exit_after_drain, load_per_minute=args.load_per_minute,
-        load_seconds=args.load_seconds)
-    host, port = parse_listen(args.listen)
-    logger.info("demo agent server listening on http://%s", args.listen,
+        api_key=key, server_name=settings.server_name, max_concurrency=settings.max_concurrency,
+        memory_scale=settings.memory_scale, pool_size=settings.pool_size,
+        pool_idle_seconds=settings.pool_idle_seconds, pool_acquire_timeout=settings.pool_acquire_timeout,
+        lag_threshold=settings.lag_threshold, forget_crashed=args.forget_crashed,
+        test_endpoints=args.enable_test_endpoints, exit_after_drain=args.exit_after_drain,
+        load_per_minute=settings.load_per_minute, load_seconds=settings.load_seconds)
+    sock = listener.bind(settings.listen)
+    logger.info("demo agent server listening on http://%s", settings.listen,
                 extra={"max_concurrency": opts.max_concurrency, "memory_scale": opts.memory_scale,
                        "auth": key is not None})
-    web.run_app(DemoServer(opts).app(), host=host, port=port, print=None, access_log=None)
+    web.run_app(DemoServer(opts).app(), sock=sock, print=None, access_log=None)
     return 0

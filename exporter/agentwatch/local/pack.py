@@ -1,4 +1,8 @@
-"""agentwatch's own servers as managed processes on free loopback ports: the exporter and the demo agent server."""
+"""agentwatch's own servers as managed processes on free loopback ports: the exporter and the demo agent server.
+
+They run as real child processes (``python -m agentwatch.cli ...``), not in-process apps, so what
+is measured or tested is what a user runs: the same CLI, config parsing, signal handling and exit.
+"""
 
 from __future__ import annotations
 
@@ -27,17 +31,16 @@ class ExporterProcess(ManagedProcess):
         self.config = dict(config or {})
         self.config.setdefault("interval_seconds", 1)
         self.config["listen"] = f"127.0.0.1:{self.port}"
-        self.ready_timeout = ready_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="aw-exporter-"))
         self.url = f"http://127.0.0.1:{self.port}"
-        cfg = self.dir / "agentwatch.yml"
-        super().__init__([sys.executable, "-m", "agentwatch.cli", "exporter", "--config", str(cfg)],
-                         self.dir / "exporter.log", env={**os.environ, **(env or {})}, name="exporter")
+        self.config_path = self.dir / "agentwatch.yml"
+        super().__init__([sys.executable, "-m", "agentwatch.cli", "exporter", "--config", str(self.config_path)],
+                         self.dir / "exporter.log", env={**os.environ, **(env or {})}, name="exporter",
+                         ready=lambda: http_status(f"{self.url}/readyz") == 200, ready_timeout=ready_timeout)
 
-    def start(self) -> ExporterProcess:  # type: ignore[override]
-        (self.dir / "agentwatch.yml").write_text(yaml.safe_dump(self.config))
-        super().start(lambda: http_status(f"{self.url}/readyz") == 200, self.ready_timeout)
-        return self
+    def prepare(self) -> None:
+        """The config is written at start, so a test may change ``self.config`` before it."""
+        self.config_path.write_text(yaml.safe_dump(self.config))
 
     def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, bytes]:
         req = urllib.request.Request(self.url + path, headers=headers or {})
@@ -63,13 +66,6 @@ class ExporterProcess(ManagedProcess):
             seen.add(stamp())
         return self.scrape()
 
-    def __enter__(self) -> ExporterProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 KEY_ENV = "AW_TEST_DEMO_KEY"
 KEY = "demo-key-7f3a9c2e51"
 
@@ -82,16 +78,12 @@ class DemoProcess(ManagedProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = key
         self.flags = ["--memory-scale", "0.02", *flags]
-        self.ready_timeout = ready_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="aw-demo-"))
         super().__init__(
             [sys.executable, "-m", "agentwatch.cli", "demo-agents", "--listen", f"127.0.0.1:{self.port}",
              "--api-key-env", KEY_ENV, "--log-format", "text", *self.flags],
-            self.dir / "demo.log", env={**os.environ, KEY_ENV: self.key}, name="demo server")
-
-    def start(self) -> DemoProcess:  # type: ignore[override]
-        super().start(lambda: http_status(f"{self.url}/live") == 200, self.ready_timeout)
-        return self
+            self.dir / "demo.log", env={**os.environ, KEY_ENV: self.key}, name="demo server",
+            ready=lambda: http_status(f"{self.url}/live") == 200, ready_timeout=ready_timeout)
 
     def call(self, method: str, path: str, body: Any = None, key: str | None = "default",
              raw: bytes | None = None, timeout: float = 10.0) -> tuple[int, dict[str, str], Any]:
@@ -130,12 +122,3 @@ class DemoProcess(ManagedProcess):
             time.sleep(0.05)
         raise AssertionError(f"agent {agent_id} got no pid within {timeout}s")
 
-    def stop(self, timeout: float = 15.0) -> int | None:  # type: ignore[override]
-        super().stop(timeout)
-        return self.proc.returncode if self.proc else None
-
-    def __enter__(self) -> DemoProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -1,4 +1,8 @@
-"""The real Prometheus (Debian package) on a free loopback port, with short intervals."""
+"""The real Prometheus (Debian package) on a free loopback port, with short intervals.
+
+Rules and scrape shapes are proved against the server users run, not against a PromQL imitation;
+intervals of a second keep a rule's ``for:`` and a scrape's effect within a test's patience.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import json
 import shutil
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +23,25 @@ from agentwatch.local.process import ManagedProcess, free_port, http_status
 
 
 class PrometheusProcess(ManagedProcess):
-    """``prometheus`` scraping ``targets`` every ``interval`` with optional rule files."""
+    """``prometheus`` scraping ``targets`` every ``interval`` with optional rule files; a context manager.
 
-    def __init__(self, targets: list[str], rule_files: list[Path] = (), interval: str = "1s",
-                 job: str = "agentwatch") -> None:
+    ``config`` is written at start, so a caller may add to it (an ``alerting`` section) before.
+    """
+
+    def __init__(self, targets: list[str], rule_files: Sequence[Path] = (), interval: str = "1s",
+                 job: str = "agentwatch", ready_timeout: float = 30.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = Path(tempfile.mkdtemp(prefix="aw-prometheus-"))
-        self.config = {
+        self.config: dict[str, Any] = {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
         }
-        super().__init__([], self.dir / "prometheus.log", name="prometheus")
+        super().__init__([], self.dir / "prometheus.log", name="prometheus",
+                         ready=lambda: http_status(f"{self.url}/-/ready") == 200, ready_timeout=ready_timeout)
 
-    def start(self, timeout: float = 30) -> PrometheusProcess:  # type: ignore[override]
+    def prepare(self) -> None:
         binary = shutil.which("prometheus")
         if not binary:
             raise RuntimeError("prometheus is not installed (apt-get install prometheus)")
@@ -39,10 +49,9 @@ class PrometheusProcess(ManagedProcess):
         self.argv = [binary, f"--config.file={self.dir / 'prometheus.yml'}",
                      f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
                      "--storage.tsdb.retention.time=1h"]
-        super().start(lambda: http_status(f"{self.url}/-/ready") == 200, timeout)
-        return self
 
     def api(self, path: str, **params: str) -> Any:
+        """GET /api/v1/``path``; the ``data`` of a success, AssertionError with Prometheus's error otherwise."""
         url = f"{self.url}/api/v1/{path}"
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -56,9 +65,11 @@ class PrometheusProcess(ManagedProcess):
         return body["data"]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        return self.api("query", query=expr)["result"]
+        result: list[dict[str, Any]] = self.api("query", query=expr)["result"]
+        return result
 
     def wait_for_query(self, expr: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """The first non-empty result of ``expr``, polled every half second; bounded."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             result = self.query(expr)
@@ -67,12 +78,7 @@ class PrometheusProcess(ManagedProcess):
             time.sleep(0.5)
         raise AssertionError(f"no result for {expr} within {timeout}s")
 
-    def stop(self, timeout: float = 15.0) -> None:
-        super().stop(timeout)
+    def stop(self, timeout: float = 15.0) -> int | None:
+        code = super().stop(timeout)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return code

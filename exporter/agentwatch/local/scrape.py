@@ -1,4 +1,8 @@
-"""Parse a /metrics exposition into something tests can ask questions of."""
+"""Parse a /metrics exposition with prometheus_client's own parser, into samples one can ask for by name and labels.
+
+Tests, the benchmark and the demo read values this way instead of matching text, so a change of
+format (order, escaping, OpenMetrics suffixes) cannot make them read the wrong line.
+"""
 
 from __future__ import annotations
 

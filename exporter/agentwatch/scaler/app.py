@@ -10,12 +10,14 @@ import hmac
 import html
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from agentwatch.config import ConfigError
+from agentwatch import exposition
+from agentwatch.configfile import ConfigError
 from agentwatch.log import register_secret
 from agentwatch.scaler import webhook
 from agentwatch.scaler.backends import Backend
@@ -104,8 +106,8 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY_KEY])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body, content_type = exposition.negotiate(request.app[REGISTRY_KEY], request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type, "Vary": "Accept"})
 
 
 def _row(cells: list[Any]) -> str:
@@ -146,7 +148,7 @@ def create_app(config: ScalerConfig, backends: dict[str, Backend] | None = None,
     app[TOKEN_KEY] = token.encode()
     app[REGISTRY_KEY] = registry(metrics)
 
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await scaler.start()
         yield
         await scaler.stop()

@@ -41,7 +41,7 @@ class AuditLog:
 
     def read(self) -> list[dict[str, Any]]:
         """Every record (for tests and tools); unreadable lines are skipped."""
-        out = []
+        out: list[dict[str, Any]] = []
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except OSError:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from agentwatch import __version__, log
-from agentwatch.config import listen_arg, parse_listen, with_overrides
+from agentwatch import __version__, listener, log
+from agentwatch.configfile import with_overrides
 
 logger = logging.getLogger("agentwatch.scaler")
+
+#: The scaler's flags and the policy keys they override.
+SCALER_FLAGS = {"--listen": "listen", "--log-format": "log_format", "--log-level": "log_level"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,14 +20,13 @@ def run(args: argparse.Namespace) -> int:
     from agentwatch.scaler.app import create_app
     from agentwatch.scaler.config import load
 
-    config = load(args.config)
-    config = with_overrides(config, listen=args.listen, log_format=args.log_format, log_level=args.log_level)
+    config = with_overrides(load(args.config), args, SCALER_FLAGS)
     log.setup(config.log_format, config.log_level)
     app = create_app(config)
-    host, port = parse_listen(config.listen)
+    sock = listener.bind(config.listen)
     logger.info("agentwatch scaler %s listening on http://%s/ (%s)", __version__, config.listen,
                 "dry run" if config.dry_run else "live")
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    web.run_app(app, sock=sock, print=None, access_log=None)
     return 0
 
 
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Receive Alertmanager webhooks on POST /webhook and act on them under the "
                                    "policy's rules, priorities, cooldowns and limits.")
     p.add_argument("--config", metavar="FILE", required=True, help="the scaler policy (YAML)")
-    p.add_argument("--listen", type=listen_arg, metavar="HOST:PORT",
+    p.add_argument("--listen", metavar="HOST:PORT",
                    help="address to serve on (default: the policy's, 127.0.0.1:9848)")
     p.add_argument("--log-format", choices=("json", "text"), help="log format (default: the policy's, json)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level")

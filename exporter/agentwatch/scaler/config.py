@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from agentwatch.config import ListenAddress, Strict, _check_regex, load_model
+from agentwatch.configfile import ListenAddress, Strict, check_regex, load_model, read_secret, require_unique_names
 
 DEFAULT_LISTEN = "127.0.0.1:9848"
 
 Action = Literal["scale_up", "scale_down", "resize_memory", "set_concurrency", "drain", "restart", "notify"]
-ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
+ACTIONS: tuple[str, ...] = get_args(Action)
 
 #: Which actions each kind of target can take.
 ACTIONS_BY_KIND: dict[str, frozenset[str]] = {
@@ -49,22 +48,6 @@ def parse_bytes(value: Any) -> Any:
 
 Bytes = Annotated[int, BeforeValidator(parse_bytes)]
 PosBytes = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
-
-
-def read_secret(env: str | None, file: str | None) -> str | None:
-    """A secret from an environment variable, else the first line of a file; None if neither has one."""
-    if env:
-        value = os.environ.get(env, "").strip()
-        if value:
-            return value
-    if file:
-        try:
-            lines = Path(file).read_text().splitlines()
-        except OSError:
-            return None
-        if lines and lines[0].strip():
-            return lines[0].strip()
-    return None
 
 
 class AuthConfig(Strict):
@@ -233,7 +216,7 @@ class Rule(Strict):
     @classmethod
     def _regexes(cls, value: dict[str, str]) -> dict[str, str]:
         for pattern in value.values():
-            _check_regex(pattern)
+            check_regex(pattern)
         return value
 
     @field_validator("target")
@@ -291,10 +274,7 @@ class ScalerConfig(Strict):
 
     @model_validator(mode="after")
     def _rules_fit_targets(self) -> Any:
-        names = [r.name for r in self.rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule names must be unique, repeated: {', '.join(dupes)}")
+        require_unique_names(self.rules, "rule")
         for i, rule in enumerate(self.rules):
             if rule.templated:
                 if not any(rule.action in ACTIONS_BY_KIND[t.kind] for t in self.targets.values()):

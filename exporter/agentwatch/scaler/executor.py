@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from agentwatch.log import OnceLogger, redact
 from agentwatch.scaler import policy
@@ -23,11 +24,16 @@ from agentwatch.scaler.audit import AuditLog
 from agentwatch.scaler.backends import ActionError, Backend
 from agentwatch.scaler.config import ScalerConfig
 from agentwatch.scaler.metrics import ScalerMetrics
-from agentwatch.scaler.policy import Decision, Observation
+from agentwatch.scaler.model import Alert, Decision, Observation
 from agentwatch.scaler.state import State, StateStore
-from agentwatch.scaler.webhook import Alert
 
 logger = logging.getLogger("agentwatch.scaler")
+T = TypeVar("T")
+
+
+def new_decision_id() -> str:
+    """A short random id for a decision (the policy takes ids from its caller to stay pure)."""
+    return uuid.uuid4().hex[:12]
 
 
 def make_backends(config: ScalerConfig) -> dict[str, Backend]:
@@ -47,10 +53,12 @@ class Scaler:
     """Owns the state, the audit log, the recent decisions and the running actions."""
 
     def __init__(self, config: ScalerConfig, backends: dict[str, Backend] | None = None,
-                 metrics: ScalerMetrics | None = None, clock: Callable[[], float] = time.time) -> None:
+                 metrics: ScalerMetrics | None = None, clock: Callable[[], float] = time.time,
+                 new_id: policy.IdFactory = new_decision_id) -> None:
         self.config = config
         self.backends = backends if backends is not None else make_backends(config)
         self.clock = clock
+        self.new_id = new_id
         self.metrics = metrics or ScalerMetrics()
         self.metrics.cooldowns = self.cooldowns
         self.store = StateStore(config.state_file)
@@ -72,6 +80,8 @@ class Scaler:
         self.state = await self._run_io(self.store.load)
         if self.store.set_aside is not None:
             self.metrics.inc("agentwatch_scaler_persistence_errors_total", "state_corrupt")
+        if policy.commit([], self.config, self.state, self.clock()):  # drops reverses the policy no longer has
+            await self._save()
         for labels in (("accepted",), ("unauthorized",), ("invalid",), ("too_large",)):
             self.metrics.inc("agentwatch_scaler_webhooks_total", *labels, amount=0)
         self._ticker = asyncio.create_task(self._tick_loop(), name="scaler-tick")
@@ -98,8 +108,15 @@ class Scaler:
         while (self._tasks or self._writes) and time.monotonic() < deadline:
             await asyncio.wait({*self._tasks, *self._writes}, timeout=max(0.0, deadline - time.monotonic()))
 
-    async def _run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    async def _save(self) -> None:
+        try:
+            await self._run_io(self.store.save, self.state)
+        except OSError as exc:
+            self.metrics.inc("agentwatch_scaler_persistence_errors_total", "state_write")
+            logger.error("cannot save scaler state %s: %s", self.config.state_file, exc.strerror or exc)
 
     # deciding --------------------------------------------------------------------------------
     async def handle(self, alerts: list[Alert], received_at: float | None = None) -> list[Decision]:
@@ -108,7 +125,7 @@ class Scaler:
         received = received_at if received_at is not None else self.clock()
         async with self._lock:
             now = self.clock()
-            decisions = policy.evaluate(alerts, self.config, self.state, now)
+            decisions = policy.evaluate(alerts, self.config, self.state, now, self.new_id)
             await self._decide(decisions, now, received)
         latency = time.perf_counter() - started
         self.metrics.observe("agentwatch_scaler_decision_latency_seconds", latency)
@@ -118,7 +135,7 @@ class Scaler:
         """Turn reverses whose stabilisation window has passed into actions."""
         async with self._lock:
             now = self.clock()
-            decisions = policy.due_reverses(self.config, self.state, now)
+            decisions = policy.due_reverses(self.config, self.state, now, self.new_id)
             if decisions:
                 await self._decide(decisions, now, now)
             return decisions
@@ -140,11 +157,7 @@ class Scaler:
             if d.outcome == "act":
                 d.result = "dry_run" if self.config.dry_run else "pending"
         if changed:
-            try:
-                await self._run_io(self.store.save, self.state)
-            except OSError as exc:
-                self.metrics.inc("agentwatch_scaler_persistence_errors_total", "state_write")
-                logger.error("cannot save scaler state %s: %s", self.config.state_file, exc.strerror or exc)
+            await self._save()
         for d in decisions:
             self._record(d)
             if d.outcome == "act":
@@ -237,7 +250,7 @@ class Scaler:
     # views -----------------------------------------------------------------------------------
     def cooldowns(self) -> dict[tuple[str, str], float]:
         now = self.clock()
-        out = {}
+        out: dict[tuple[str, str], float] = {}
         for key, until in self.state.cooldowns.items():
             target, _, action = key.partition("|")
             if until > now:

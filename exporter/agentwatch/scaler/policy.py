@@ -1,4 +1,4 @@
-"""The decision engine: alerts + state (+ observed values) -> decisions. Pure: no I/O, no clock.
+"""The decision engine: alerts + state (+ observed values) -> decisions. Pure: no I/O, no clock, no ids.
 
 Three steps, each a plain function so every rule can be tested without starting anything:
 
@@ -6,28 +6,39 @@ Three steps, each a plain function so every rule can be tested without starting 
    actions in cooldown, cancel or schedule reverses for resolved alerts.
 2. ``plan``: with observed values, compute the new value within bounds and host limits; keep the
    highest-priority action per target; apply the global rate limit.
-3. ``commit``: record what was decided in the state (dedupe, cooldowns, rate window, baselines).
+3. ``commit``: record what was decided in the state (dedupe, cooldowns, rate window, baselines,
+   pending reverses). The only function here that changes the state.
 
 ``due_reverses`` turns pending reverses whose stabilisation window has passed into decisions.
+The caller passes the time (``now``) and the decision ids (``new_id``), so the same inputs always
+give the same decisions.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
-from typing import Any
 
-from agentwatch.scaler.config import TEMPLATE_RE, Rule, ScalerConfig, target_problem
-from agentwatch.scaler.state import State
-from agentwatch.scaler.webhook import Alert
+from agentwatch.scaler.config import (
+    TEMPLATE_RE,
+    AgentServerTarget,
+    ComposeServiceTarget,
+    ContainerTarget,
+    Rule,
+    ScalerConfig,
+    SwarmServiceTarget,
+    target_problem,
+)
+from agentwatch.scaler.model import Alert, Decision, Observation, SkipReason
+from agentwatch.scaler.state import PendingReverse, State
 
 #: Skips that a repeat of the same alert cannot change: the alert instance is marked as seen. A loser
 #: on priority stays lost, so a repeat cannot pile a second action onto a target the winner handled.
-FINAL_SKIPS = frozenset({"target_unresolved", "target_not_allowed", "action_not_supported", "no_change",
-                         "lower_priority"})
+FINAL_SKIPS: frozenset[str] = frozenset({"target_unresolved", "target_not_allowed", "action_not_supported",
+                                         "no_change", "lower_priority"})
 #: Which observed quantity each action moves (for baselines and host limits).
 QUANTITY = {"scale_up": "replicas", "scale_down": "replicas", "resize_memory": "memory",
             "set_concurrency": "concurrency"}
@@ -35,55 +46,10 @@ REVERSE_ACTION = {"scale_up": "scale_down", "scale_down": "scale_up", "resize_me
                   "set_concurrency": "set_concurrency", "notify": "notify"}
 REPLICA_KINDS = ("compose_service", "swarm_service")
 MEMORY_KINDS = ("compose_service", "swarm_service", "container")
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What a backend saw on a target just before deciding; None where it does not apply."""
-
-    replicas: int | None = None
-    #: The per-container memory limit (largest across a service's containers); 0 means unlimited.
-    memory_bytes: int | None = None
-    #: Sum of the memory limits of all the target's containers.
-    memory_total_bytes: int | None = None
-    concurrency: int | None = None
-    draining: bool | None = None
-
-
-@dataclass
-class Decision:
-    """One rule applied to one alert (or one pending reverse): what to do, or why not."""
-
-    rule: str
-    action: str
-    target: str
-    priority: int
-    alertname: str
-    fingerprint: str
-    starts_at: str
-    trigger: str  # firing | resolved | reverse
-    dedupe_key: str
-    outcome: str = "act"  # act | skipped | scheduled
-    reason: str = ""
-    detail: str = ""
-    current: float | None = None
-    desired: float | None = None
-    baseline: float | None = None
-    message: str = ""
-    mode: str = ""
-    result: str = ""  # pending | success | failure | dry_run ('' when not acted on)
-    error: str = ""
-    attempts: int = 0
-    received_at: float = 0.0
-    decided_at: float = 0.0
-    finished_at: float = 0.0
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-    def skip(self, reason: str, detail: str = "") -> None:
-        self.outcome, self.reason, self.detail = "skipped", reason, detail
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+ReplicaTarget = ComposeServiceTarget | SwarmServiceTarget
+MemoryTarget = ComposeServiceTarget | SwarmServiceTarget | ContainerTarget
+#: Makes the id of each new decision (the executor's is random; tests pass a counter).
+IdFactory = Callable[[], str]
 
 
 @lru_cache(maxsize=1024)
@@ -100,8 +66,8 @@ def matches(rule: Rule, alert: Alert) -> bool:
     return all(_compiled(p).fullmatch(alert.labels.get(k, "")) for k, p in rule.match_re.items())
 
 
-def render(template: str, alert: Alert) -> str | None:
-    """Fill {{ labels.x }} / {{ annotations.x }}; None when a referenced value is missing or empty."""
+def _fill(template: str, alert: Alert) -> tuple[str, bool]:
+    """Fill {{ labels.x }} / {{ annotations.x }}; also say whether a referenced value was missing or empty."""
     missing = False
 
     def sub(m: re.Match[str]) -> str:
@@ -111,14 +77,18 @@ def render(template: str, alert: Alert) -> str | None:
         missing = missing or not value
         return value
 
-    out = TEMPLATE_RE.sub(sub, template)
+    return TEMPLATE_RE.sub(sub, template), missing
+
+
+def render(template: str, alert: Alert) -> str | None:
+    """The filled template; None when a referenced value is missing or empty."""
+    out, missing = _fill(template, alert)
     return None if missing else out
 
 
 def _message(rule: Rule, alert: Alert, trigger: str) -> str:
     if rule.message:
-        text = TEMPLATE_RE.sub(lambda m: (alert.labels if m.group(1) == "labels" else alert.annotations)
-                               .get(m.group(2), ""), rule.message)
+        text = _fill(rule.message, alert)[0]
     else:
         summary = alert.annotations.get("summary", "")
         text = f"[agentwatch] {alert.alertname} {trigger}" + (f": {summary}" if summary else "")
@@ -129,7 +99,12 @@ def dedupe_key(rule: str, alert: Alert) -> str:
     return f"{rule}|{alert.fingerprint}|{alert.starts_at}|{alert.status}"
 
 
-def evaluate(alerts: list[Alert], config: ScalerConfig, state: State, now: float) -> list[Decision]:
+def _names(config: ScalerConfig, kinds: tuple[str, ...]) -> list[str]:
+    return [n for n, t in config.targets.items() if t.kind in kinds]
+
+
+def evaluate(alerts: list[Alert], config: ScalerConfig, state: State, now: float,
+             new_id: IdFactory) -> list[Decision]:
     """Candidate decisions for one webhook, before observation; skips carry a reason."""
     out: list[Decision] = []
     for alert in alerts:
@@ -141,7 +116,7 @@ def evaluate(alerts: list[Alert], config: ScalerConfig, state: State, now: float
             d = Decision(rule=rule.name, action=rule.action, target=rule.target, priority=rule.priority,
                          alertname=alert.alertname, fingerprint=alert.fingerprint, starts_at=alert.starts_at,
                          trigger=alert.status, dedupe_key=dedupe_key(rule.name, alert),
-                         mode=rule.mode if rule.action == "set_concurrency" else "")
+                         mode=rule.mode if rule.action == "set_concurrency" else "", id=new_id())
             out.append(d)
             target = render(rule.target, alert)
             if target is None:
@@ -158,12 +133,11 @@ def evaluate(alerts: list[Alert], config: ScalerConfig, state: State, now: float
             if state.is_seen(d.dedupe_key, now):
                 d.skip("duplicate", "this alert instance was already decided")
                 continue
-            pending_key = f"{rule.name}|{target}"
             if alert.status == "resolved":
                 d.action = REVERSE_ACTION[rule.action]
                 if rule.action == "set_concurrency":
                     d.mode = "restore"
-                if pending_key not in state.applied:
+                if f"{rule.name}|{target}" not in state.applied:
                     d.skip("no_change", "the rule has not acted on this target, nothing to reverse")
                     continue
                 d.outcome = "scheduled"
@@ -179,12 +153,19 @@ def evaluate(alerts: list[Alert], config: ScalerConfig, state: State, now: float
     return out
 
 
-def due_reverses(config: ScalerConfig, state: State, now: float) -> list[Decision]:
-    """Pending reverses whose window has passed and whose cooldown allows them."""
+def _stale_pending(config: ScalerConfig, state: State) -> list[str]:
+    """Pending reverses whose rule or target left the policy (``commit`` drops them)."""
+    rules = {r.name for r in config.rules}
+    return [k for k in state.pending if k.partition("|")[0] not in rules or k.partition("|")[2] not in config.targets]
+
+
+def due_reverses(config: ScalerConfig, state: State, now: float, new_id: IdFactory) -> list[Decision]:
+    """Pending reverses whose window has passed and whose cooldown allows them. Reads the state only."""
     rules = {r.name: r for r in config.rules}
     out = []
-    for key, info in sorted(state.pending.items()):
-        if info["due"] > now:
+    for key in sorted(state.pending):
+        pending = state.pending[key]
+        if pending.due > now:
             continue
         rule_name, _, target = key.partition("|")
         rule = rules.get(rule_name)
@@ -194,22 +175,19 @@ def due_reverses(config: ScalerConfig, state: State, now: float) -> list[Decisio
         if state.cooldown_left(target, action, now) > 0:
             continue
         d = Decision(rule=rule.name, action=action, target=target, priority=rule.priority,
-                     alertname=str(info.get("alertname", "")), fingerprint=str(info.get("fingerprint", "")),
-                     starts_at=str(info.get("starts_at", "")), trigger="reverse", dedupe_key="",
-                     mode="restore" if rule.action == "set_concurrency" else "")
+                     alertname=pending.alertname, fingerprint=pending.fingerprint, starts_at=pending.starts_at,
+                     trigger="reverse", dedupe_key="", mode="restore" if rule.action == "set_concurrency" else "",
+                     id=new_id())
         quantity = QUANTITY.get(rule.action)
         if quantity:
             d.baseline = state.baselines.get(f"{target}|{quantity}")
-            if d.baseline is None and not (action == "set_concurrency"
-                                           and config.targets[target].max_concurrency):  # type: ignore[union-attr]
+            spec = config.targets[target]
+            has_ceiling = isinstance(spec, AgentServerTarget) and spec.max_concurrency is not None
+            if d.baseline is None and not (action == "set_concurrency" and has_ceiling):
                 d.skip("no_change", "no baseline recorded")
         if action == "notify":
             d.message = f"[agentwatch] {d.alertname} resolved"
         out.append(d)
-    # Reverses whose rule or target left the policy are dropped.
-    for key in [k for k in state.pending if k.split("|", 1)[0] not in rules
-                or k.split("|", 1)[1] not in config.targets]:
-        state.pending.pop(key, None)
     return out
 
 
@@ -220,9 +198,9 @@ def targets_to_observe(decisions: list[Decision], config: ScalerConfig) -> set[s
     limits = config.limits
     if any(d.outcome == "act" and d.action == "scale_up" for d in decisions):
         if limits.max_total_replicas is not None:
-            need |= {n for n, t in config.targets.items() if t.kind in REPLICA_KINDS}
+            need |= set(_names(config, REPLICA_KINDS))
         if limits.max_total_memory_bytes is not None:
-            need |= {n for n, t in config.targets.items() if t.kind in MEMORY_KINDS}
+            need |= set(_names(config, MEMORY_KINDS))
     return need
 
 
@@ -230,46 +208,65 @@ def _rule(config: ScalerConfig, name: str) -> Rule:
     return next(r for r in config.rules if r.name == name)
 
 
-def _bounded(d: Decision, config: ScalerConfig, obs: Observation) -> tuple[float, float] | str:
+Bounded = tuple[float, float] | SkipReason
+
+
+def _replicas(d: Decision, rule: Rule, target: ReplicaTarget, obs: Observation) -> Bounded:
+    if obs.replicas is None:
+        return "observe_failed"
+    cur = obs.replicas
+    if d.action == "scale_up":
+        goal = d.baseline if d.baseline is not None else cur + rule.step
+        desired = min(goal, target.max_replicas)
+        return (cur, desired) if desired > cur else "bounds"
+    goal = d.baseline if d.baseline is not None else cur - rule.step
+    desired = max(goal, target.min_replicas)
+    return (cur, desired) if desired < cur else "bounds"
+
+
+def _memory(d: Decision, rule: Rule, target: MemoryTarget, obs: Observation) -> Bounded:
+    low, high = target.min_memory_bytes, target.max_memory_bytes
+    if low is None or high is None:
+        return "action_not_supported"
+    if not obs.memory_bytes:
+        return "observe_failed" if obs.memory_bytes is None else "bounds"
+    cur = obs.memory_bytes
+    if d.baseline is not None:
+        goal = d.baseline
+    elif rule.factor is not None:
+        goal = int(cur * rule.factor)
+    else:
+        goal = cur + (rule.step_bytes or 0)
+    desired = min(max(goal, low), high)
+    return (cur, desired) if desired != cur else "bounds"
+
+
+def _concurrency(d: Decision, rule: Rule, target: AgentServerTarget, obs: Observation) -> Bounded:
+    if obs.concurrency is None:
+        return "observe_failed"
+    cur = obs.concurrency
+    if d.mode == "restore":
+        ceiling = target.max_concurrency
+        goal = d.baseline if d.baseline is not None else ceiling
+        if goal is None:
+            return "no_change"
+        desired = min(goal, ceiling) if ceiling else goal
+        return (cur, desired) if desired > cur else "no_change"
+    goal = math.floor(cur * rule.factor) if rule.factor is not None else cur - rule.step
+    desired = max(goal, target.min_concurrency)
+    return (cur, desired) if desired < cur else "bounds"
+
+
+def _bounded(d: Decision, config: ScalerConfig, obs: Observation) -> Bounded:
     """(current, desired) within the target's bounds, or the reason to skip."""
     rule, target = _rule(config, d.rule), config.targets[d.target]
     if d.action in ("scale_up", "scale_down"):
-        if obs.replicas is None:
-            return "observe_failed"
-        cur = obs.replicas
-        if d.action == "scale_up":
-            goal = d.baseline if d.baseline is not None else cur + rule.step
-            desired = min(goal, target.max_replicas)  # type: ignore[union-attr]
-            return (cur, desired) if desired > cur else "bounds"
-        goal = d.baseline if d.baseline is not None else cur - rule.step
-        desired = max(goal, target.min_replicas)  # type: ignore[union-attr]
-        return (cur, desired) if desired < cur else "bounds"
+        return _replicas(d, rule, target, obs) if isinstance(target, ReplicaTarget) else "action_not_supported"
     if d.action == "resize_memory":
-        if not obs.memory_bytes:
-            return "observe_failed" if obs.memory_bytes is None else "bounds"
-        cur = obs.memory_bytes
-        if d.baseline is not None:
-            goal = d.baseline
-        elif rule.factor is not None:
-            goal = int(cur * rule.factor)
-        else:
-            goal = cur + (rule.step_bytes or 0)
-        desired = min(max(goal, target.min_memory_bytes), target.max_memory_bytes)  # type: ignore[union-attr]
-        return (cur, desired) if desired != cur else "bounds"
+        return _memory(d, rule, target, obs) if isinstance(target, MemoryTarget) else "action_not_supported"
     if d.action == "set_concurrency":
-        if obs.concurrency is None:
-            return "observe_failed"
-        cur = obs.concurrency
-        if d.mode == "restore":
-            ceiling = target.max_concurrency  # type: ignore[union-attr]
-            goal = d.baseline if d.baseline is not None else ceiling
-            if goal is None:
-                return "no_change"
-            desired = min(goal, ceiling) if ceiling else goal
-            return (cur, desired) if desired > cur else "no_change"
-        goal = math.floor(cur * rule.factor) if rule.factor is not None else cur - rule.step
-        desired = max(goal, target.min_concurrency)  # type: ignore[union-attr]
-        return (cur, desired) if desired < cur else "bounds"
+        return (_concurrency(d, rule, target, obs) if isinstance(target, AgentServerTarget)
+                else "action_not_supported")
     if d.action == "drain":
         if obs.draining is None:
             return "observe_failed"
@@ -277,27 +274,37 @@ def _bounded(d: Decision, config: ScalerConfig, obs: Observation) -> tuple[float
     return (0, 0)  # restart, notify: nothing to bound
 
 
-def _host_limit(d: Decision, config: ScalerConfig, observed: dict[str, Observation | None],
+def _total(observed: dict[str, Observation | None], names: list[str],
+           read: Callable[[Observation], int | None]) -> int | None:
+    """The sum of one observed quantity over ``names``; None if any of them is unknown."""
+    total = 0
+    for name in names:
+        obs = observed.get(name)
+        value = None if obs is None else read(obs)
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def _host_limit(extra: float, per_replica: int, config: ScalerConfig, observed: dict[str, Observation | None],
                 added: dict[str, float]) -> str | None:
-    """Why a scale_up would break a host limit (given increments already planned), or None."""
+    """Why adding ``extra`` replicas would break a host limit (given increments already planned), or None."""
     limits = config.limits
-    assert d.current is not None and d.desired is not None
-    extra = d.desired - d.current
     if limits.max_total_replicas is not None:
-        names = [n for n, t in config.targets.items() if t.kind in REPLICA_KINDS]
-        if any(observed.get(n) is None or observed[n].replicas is None for n in names):  # type: ignore[union-attr]
+        replicas = _total(observed, _names(config, REPLICA_KINDS), lambda o: o.replicas)
+        if replicas is None:
             return "replica count of a target unknown"
-        total = sum(observed[n].replicas for n in names) + added["replicas"]  # type: ignore[union-attr,misc]
+        total = replicas + added["replicas"]
         if total + extra > limits.max_total_replicas:
             return f"{total:g} + {extra:g} replicas > max_total_replicas {limits.max_total_replicas}"
     if limits.max_total_memory_bytes is not None:
-        per_replica = observed[d.target].memory_bytes  # type: ignore[union-attr]
         if not per_replica:
             return "the service has no memory limit, so its cost is unbounded"
-        names = [n for n, t in config.targets.items() if t.kind in MEMORY_KINDS]
-        if any(observed.get(n) is None or observed[n].memory_total_bytes is None for n in names):  # type: ignore
+        memory = _total(observed, _names(config, MEMORY_KINDS), lambda o: o.memory_total_bytes)
+        if memory is None:
             return "memory of a target unknown"
-        total = sum(observed[n].memory_total_bytes for n in names) + added["memory"]  # type: ignore[union-attr,misc]
+        total = memory + added["memory"]
         if total + extra * per_replica > limits.max_total_memory_bytes:
             return f"{total + extra * per_replica:.0f} bytes > max_total_memory_bytes"
     return None
@@ -305,7 +312,7 @@ def _host_limit(d: Decision, config: ScalerConfig, observed: dict[str, Observati
 
 def plan(decisions: list[Decision], config: ScalerConfig, state: State,
          observed: dict[str, Observation | None], now: float) -> None:
-    """Fill current/desired, or skip: bounds, host limit, lower priority, rate limit. Mutates decisions."""
+    """Fill current/desired, or skip: bounds, host limit, lower priority, rate limit. Mutates decisions only."""
     order = sorted((d for d in decisions if d.outcome == "act"), key=lambda d: -d.priority)
     won: dict[str, str] = {}
     added = {"replicas": 0.0, "memory": 0.0}
@@ -322,9 +329,11 @@ def plan(decisions: list[Decision], config: ScalerConfig, state: State,
         if isinstance(bounded, str):
             d.skip(bounded, "already at the bound" if bounded == "bounds" else "")
             continue
-        d.current, d.desired = bounded
+        current, desired = bounded
+        d.current, d.desired = current, desired
+        extra, per_replica = desired - current, obs.memory_bytes or 0
         if d.action == "scale_up":
-            why = _host_limit(d, config, observed, added)
+            why = _host_limit(extra, per_replica, config, observed, added)
             if why:
                 d.skip("host_limit", why)
                 continue
@@ -334,45 +343,58 @@ def plan(decisions: list[Decision], config: ScalerConfig, state: State,
         budget -= 1
         won[d.target] = d.rule
         if d.action == "scale_up":
-            added["replicas"] += d.desired - d.current
-            added["memory"] += (d.desired - d.current) * (observed[d.target].memory_bytes or 0)  # type: ignore
+            added["replicas"] += extra
+            added["memory"] += extra * per_replica
+
+
+def _acted(d: Decision, rule: Rule | None, state: State, now: float) -> None:
+    """An act decision starts its cooldown and takes a slot of the rate window."""
+    state.start_cooldown(d.target, d.action, now + (rule.cooldown_seconds if rule else 0.0))
+    state.actions.append(now)
+
+
+def _commit_reverse(d: Decision, config: ScalerConfig, state: State, now: float) -> None:
+    key = f"{d.rule}|{d.target}"
+    if d.outcome == "act" or d.reason in FINAL_SKIPS or d.reason == "bounds":
+        state.pending.pop(key, None)
+        state.applied.pop(key, None)
+        quantity = QUANTITY.get(d.action)
+        if d.outcome == "act" and quantity:
+            state.baselines.pop(f"{d.target}|{quantity}", None)
+    elif key in state.pending:  # rate limit or unreadable target: try again a little later
+        state.pending[key] = replace(state.pending[key], due=now + min(30.0, max(config.tick_seconds, 1.0)))
 
 
 def commit(decisions: list[Decision], config: ScalerConfig, state: State, now: float) -> bool:
-    """Record decisions in the state; True if anything that must be persisted changed."""
+    """Record decisions in the state; True if anything that must be persisted changed.
+
+    Also drops pending reverses whose rule or target left the policy (call it with no decisions
+    after loading a saved state).
+    """
     changed = False
     rules = {r.name: r for r in config.rules}
     for d in decisions:
         rule = rules.get(d.rule)
         key = f"{d.rule}|{d.target}"
         if d.trigger == "reverse":
-            if d.outcome == "act" or d.reason in FINAL_SKIPS or d.reason == "bounds":
-                state.pending.pop(key, None)
-                state.applied.pop(key, None)
-                quantity = QUANTITY.get(d.action)
-                if d.outcome == "act" and quantity:
-                    state.baselines.pop(f"{d.target}|{quantity}", None)
-            else:  # rate limit or unreadable target: try again a little later
-                state.pending[key]["due"] = now + min(30.0, max(config.tick_seconds, 1.0))
+            _commit_reverse(d, config, state, now)
             if d.outcome == "act":
-                state.start_cooldown(d.target, d.action, now + (rule.cooldown_seconds if rule else 0))
-                state.actions.append(now)
+                _acted(d, rule, state, now)
             changed = True
             continue
         if d.outcome == "scheduled":
-            state.pending[key] = {"due": now + (rule.stabilization_seconds if rule else 0),
-                                  "fingerprint": d.fingerprint, "starts_at": d.starts_at, "alertname": d.alertname}
+            state.pending[key] = PendingReverse(due=now + (rule.stabilization_seconds if rule else 0.0),
+                                                alertname=d.alertname, fingerprint=d.fingerprint,
+                                                starts_at=d.starts_at)
         elif d.trigger == "firing" and state.pending.pop(key, None) is not None:
             changed = True  # the alert fires again: the reverse waiting for it to stay resolved is off
         if d.outcome in ("act", "scheduled") or d.reason in FINAL_SKIPS:
             state.mark_seen(d.dedupe_key, now, config.dedupe_ttl_seconds, config.max_dedupe_entries)
             changed = True
         if d.outcome == "act":
-            assert rule is not None
-            state.start_cooldown(d.target, d.action, now + rule.cooldown_seconds)
-            state.actions.append(now)
+            _acted(d, rule, state, now)
             quantity = QUANTITY.get(d.action)
-            if rule.on_resolved == "reverse":
+            if rule is not None and rule.on_resolved == "reverse":
                 state.applied.setdefault(key, now)
                 if quantity and d.current is not None:
                     state.baselines.setdefault(f"{d.target}|{quantity}", d.current)
@@ -380,5 +402,8 @@ def commit(decisions: list[Decision], config: ScalerConfig, state: State, now: f
                 state.baselines.setdefault(f"{d.target}|concurrency", d.current)
             elif d.action == "set_concurrency" and d.mode == "restore":
                 state.baselines.pop(f"{d.target}|concurrency", None)
+    for key in _stale_pending(config, state):
+        del state.pending[key]
+        changed = True
     state.expire(now, config.rate_limit.per_seconds)
     return changed

@@ -1,6 +1,6 @@
 """Cooldowns, dedupe, the rate window, baselines and pending reverses: what must survive a restart.
 
-``State`` is plain data with pure methods (the policy reads and updates it, no I/O);
+``State`` is plain data (the policy reads it; only ``policy.commit`` changes it; no I/O);
 ``StateStore`` persists it atomically (temp file + fsync + rename) and sets a corrupt file aside
 instead of failing.
 """
@@ -21,6 +21,30 @@ logger = logging.getLogger("agentwatch.scaler.state")
 VERSION = 1
 
 
+@dataclass(frozen=True)
+class PendingReverse:
+    """A reverse waiting out its stabilisation window, with the alert it undoes (for the audit)."""
+
+    due: float
+    alertname: str = ""
+    fingerprint: str = ""
+    starts_at: str = ""
+
+    @classmethod
+    def from_json(cls, key: str, data: Any) -> PendingReverse:
+        if not isinstance(data, dict) or not _is_number(data.get("due")):
+            raise ValueError(f"pending.{key}: expected an object with a numeric due")
+        texts = {name: data.get(name, "") for name in ("alertname", "fingerprint", "starts_at")}
+        bad = [name for name, value in texts.items() if not isinstance(value, str)]
+        if bad:
+            raise ValueError(f"pending.{key}.{bad[0]}: expected a string")
+        return cls(due=float(data["due"]), **texts)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass
 class State:
     #: "target|action" -> Unix time the cooldown ends.
@@ -33,9 +57,8 @@ class State:
     baselines: dict[str, float] = field(default_factory=dict)
     #: "rule|target" -> Unix time a reversible rule acted (a resolve may undo it).
     applied: dict[str, float] = field(default_factory=dict)
-    #: "rule|target" -> {"due": Unix time, "fingerprint", "starts_at", "alertname"}: reverses waiting out
-    #: their stabilisation window.
-    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: "rule|target" -> the reverse waiting out its stabilisation window.
+    pending: dict[str, PendingReverse] = field(default_factory=dict)
 
     # dedupe -----------------------------------------------------------------------------------
     def is_seen(self, key: str, now: float) -> bool:
@@ -76,20 +99,22 @@ class State:
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise ValueError(f"expected an object with version {VERSION}")
 
-        def floats(name: str) -> dict[str, float]:
+        def objects(name: str) -> dict[str, Any]:
             value = data.get(name, {})
-            if not isinstance(value, dict) or not all(
-                    isinstance(k, str) and isinstance(v, int | float) for k, v in value.items()):
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise ValueError(f"{name}: expected an object")
+            return value
+
+        def floats(name: str) -> dict[str, float]:
+            value = objects(name)
+            if not all(_is_number(v) for v in value.values()):
                 raise ValueError(f"{name}: expected an object of numbers")
             return {k: float(v) for k, v in value.items()}
 
         actions = data.get("actions", [])
-        if not isinstance(actions, list) or not all(isinstance(t, int | float) for t in actions):
+        if not isinstance(actions, list) or not all(_is_number(t) for t in actions):
             raise ValueError("actions: expected a list of numbers")
-        pending = data.get("pending", {})
-        if not isinstance(pending, dict) or not all(
-                isinstance(v, dict) and isinstance(v.get("due"), int | float) for v in pending.values()):
-            raise ValueError("pending: expected an object of {due: number, ...}")
+        pending = {k: PendingReverse.from_json(k, v) for k, v in objects("pending").items()}
         seen = floats("seen")
         return cls(cooldowns=floats("cooldowns"), seen=dict(sorted(seen.items(), key=lambda kv: kv[1])),
                    actions=[float(t) for t in actions], baselines=floats("baselines"),

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from agentwatch.scaler.model import Alert, AlertStatus
 
 MAX_ALERTS = 1000
 MAX_LABELS = 100
@@ -21,18 +22,13 @@ class PayloadError(ValueError):
     """The payload cannot be used; the message names the field."""
 
 
-@dataclass(frozen=True)
-class Alert:
-    status: str
-    labels: dict[str, str]
-    annotations: dict[str, str] = field(default_factory=dict)
-    starts_at: str = ""
-    ends_at: str = ""
-    fingerprint: str = ""
-
-    @property
-    def alertname(self) -> str:
-        return self.labels.get("alertname", "")
+def _status(value: Any, where: str) -> AlertStatus:
+    """The group's or an alert's status, typed (a plain membership test would not narrow it)."""
+    if value == "firing":
+        return "firing"
+    if value == "resolved":
+        return "resolved"
+    raise PayloadError(f"{where}: expected \"firing\" or \"resolved\" (got {value!r})")
 
 
 def _str_map(value: Any, where: str) -> dict[str, str]:
@@ -90,9 +86,7 @@ def parse(body: bytes) -> list[Alert]:
     version = data.get("version")
     if version != "4":
         raise PayloadError(f"version: expected \"4\" (got {version!r})")
-    status = data.get("status")
-    if status not in ("firing", "resolved"):
-        raise PayloadError(f"status: expected \"firing\" or \"resolved\" (got {status!r})")
+    _status(data.get("status"), "status")
     alerts = data.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("alerts: expected a list")
@@ -103,9 +97,7 @@ def parse(body: bytes) -> list[Alert]:
         where = f"alerts[{i}]"
         if not isinstance(raw, dict):
             raise PayloadError(f"{where}: expected an object")
-        a_status = raw.get("status")
-        if a_status not in ("firing", "resolved"):
-            raise PayloadError(f"{where}.status: expected \"firing\" or \"resolved\" (got {a_status!r})")
+        a_status = _status(raw.get("status"), f"{where}.status")
         if "labels" not in raw:
             raise PayloadError(f"{where}.labels: required")
         labels = _str_map(raw["labels"], f"{where}.labels")

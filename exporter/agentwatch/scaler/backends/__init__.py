@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from agentwatch.scaler.policy import Decision, Observation
+from agentwatch.scaler.model import Decision, Observation
 
 
 class ActionError(Exception):
@@ -21,3 +21,10 @@ class Backend(Protocol):
     async def execute(self, decision: Decision, target: Any) -> str: ...
 
     async def close(self) -> None: ...
+
+
+def desired(decision: Decision) -> int:
+    """The planned new value; ``plan`` sets one on every act decision that moves a quantity."""
+    if decision.desired is None:
+        raise ActionError(f"{decision.action}: no planned value")
+    return int(decision.desired)

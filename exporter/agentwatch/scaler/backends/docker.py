@@ -19,13 +19,14 @@ import docker
 from docker.errors import DockerException, NotFound
 
 from agentwatch.engine import COMPOSE_NUMBER, COMPOSE_ONEOFF, COMPOSE_PROJECT, COMPOSE_SERVICE, make_client
-from agentwatch.scaler.backends import ActionError
+from agentwatch.scaler.backends import ActionError, desired
 from agentwatch.scaler.config import ComposeServiceTarget, ContainerTarget, DockerBackendConfig
-from agentwatch.scaler.policy import Decision, Observation
+from agentwatch.scaler.model import Decision, Observation
 
 logger = logging.getLogger("agentwatch.scaler.docker")
 T = TypeVar("T")
-
+#: Blocking code that carries out one action on one target, run in the engine's thread pool.
+Handler = Callable[[Any, Decision], str]
 
 
 def container_number(c: Any) -> int:
@@ -67,11 +68,35 @@ class DockerEngine:
                 self._client.close()
 
 
-class DockerBackend:
-    """compose_service and container targets."""
+class EngineBackend:
+    """What the docker and swarm backends share: one engine, and blocking handlers run in its pool."""
+
+    kind = "engine"
 
     def __init__(self, engine: DockerEngine) -> None:
         self.engine = engine
+
+    def _observe(self, target: Any) -> Observation:
+        raise NotImplementedError
+
+    def _handlers(self) -> dict[str, Handler]:
+        """action -> the blocking code that carries it out."""
+        raise NotImplementedError
+
+    async def observe(self, name: str, target: Any) -> Observation:
+        return await self.engine.run(self._observe, target)
+
+    async def execute(self, decision: Decision, target: Any) -> str:
+        handler = self._handlers().get(decision.action)
+        if handler is None:
+            raise ActionError(f"the {self.kind} backend cannot {decision.action}")
+        return await self.engine.run(handler, target, decision)
+
+
+class DockerBackend(EngineBackend):
+    """compose_service and container targets."""
+
+    kind = "docker"
 
     # reading ---------------------------------------------------------------------------------
     def _service_containers(self, t: ComposeServiceTarget) -> list[Any]:
@@ -88,19 +113,21 @@ class DockerBackend:
         return Observation(replicas=len(containers), memory_bytes=max(limits, default=0),
                            memory_total_bytes=sum(limits))
 
-    async def observe(self, name: str, target: Any) -> Observation:
-        return await self.engine.run(self._observe, target)
-
     # acting ----------------------------------------------------------------------------------
-    def _scale(self, target: ComposeServiceTarget, desired: int) -> str:
+    def _handlers(self) -> dict[str, Handler]:
+        return {"scale_up": self._scale, "scale_down": self._scale, "resize_memory": self._resize,
+                "restart": self._restart}
+
+    def _scale(self, target: ComposeServiceTarget, decision: Decision) -> str:
+        wanted = desired(decision)
         containers = self._service_containers(target)
         if not containers:
             raise ActionError(f"no container of {target.project}/{target.service} to copy the configuration from")
-        if desired > len(containers):
+        if wanted > len(containers):
             template = max(containers, key=lambda c: (c.status == "running", -container_number(c)))
             used = {container_number(c) for c in containers}
             names = []
-            for _ in range(desired - len(containers)):
+            for _ in range(wanted - len(containers)):
                 n = max(used) + 1
                 used.add(n)
                 names.append(self._copy(template, target, n))
@@ -108,7 +135,7 @@ class DockerBackend:
         # Stopped containers first, then the highest numbers (what compose removes).
         victims = sorted(containers, key=lambda c: (c.status == "running", -container_number(c)))
         removed = []
-        for c in victims[: len(containers) - desired]:
+        for c in victims[: len(containers) - wanted]:
             with contextlib.suppress(DockerException):
                 c.stop(timeout=self.engine.config.stop_timeout_seconds)
             c.remove(force=True)
@@ -141,7 +168,8 @@ class DockerBackend:
         logger.info("created %s as a copy of %s", name, template.name)
         return created.name
 
-    def _resize(self, target: Any, desired: int) -> str:
+    def _resize(self, target: Any, decision: Decision) -> str:
+        limit = desired(decision)
         if isinstance(target, ContainerTarget):
             containers = [self.engine.client().containers.get(target.container)]
         else:
@@ -152,13 +180,13 @@ class DockerBackend:
             if swap == -1:
                 new_swap = -1
             elif mem and swap >= mem:
-                new_swap = desired + (swap - mem)  # keep the same amount of swap on top
+                new_swap = limit + (swap - mem)  # keep the same amount of swap on top
             else:
-                new_swap = desired * 2  # the engine's default when only a memory limit is set
-            c.update(mem_limit=desired, memswap_limit=new_swap)
-        return f"memory limit {desired} bytes on {', '.join(c.name for c in containers)}"
+                new_swap = limit * 2  # the engine's default when only a memory limit is set
+            c.update(mem_limit=limit, memswap_limit=new_swap)
+        return f"memory limit {limit} bytes on {', '.join(c.name for c in containers)}"
 
-    def _restart(self, target: Any) -> str:
+    def _restart(self, target: Any, decision: Decision) -> str:
         if isinstance(target, ContainerTarget):
             containers = [self.engine.client().containers.get(target.container)]
         else:  # a service: only the containers that are stuck (not running, or killed by OOM)
@@ -169,15 +197,6 @@ class DockerBackend:
         for c in containers:
             c.restart(timeout=self.engine.config.stop_timeout_seconds)
         return f"restarted {', '.join(c.name for c in containers)}"
-
-    async def execute(self, decision: Decision, target: Any) -> str:
-        if decision.action in ("scale_up", "scale_down"):
-            return await self.engine.run(self._scale, target, int(decision.desired or 0))
-        if decision.action == "resize_memory":
-            return await self.engine.run(self._resize, target, int(decision.desired or 0))
-        if decision.action == "restart":
-            return await self.engine.run(self._restart, target)
-        raise ActionError(f"the docker backend cannot {decision.action}")
 
     async def close(self) -> None:
         await self.engine.close()

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp
 
 from agentwatch.log import register_secret
-from agentwatch.scaler.backends import ActionError
+from agentwatch.scaler.backends import ActionError, desired
 from agentwatch.scaler.config import AgentServerTarget
-from agentwatch.scaler.policy import Decision, Observation
+from agentwatch.scaler.model import Decision, Observation
 
 MAX_RESPONSE_BYTES = 1_048_576
 
@@ -71,9 +71,9 @@ class HttpBackend:
 
     async def execute(self, decision: Decision, target: AgentServerTarget) -> str:
         if decision.action == "set_concurrency":
-            desired = int(decision.desired or 0)
-            await self._call(target, "POST", target.endpoints.concurrency, {"maxConcurrency": desired})
-            return f"maxConcurrency {desired}"
+            limit = desired(decision)
+            await self._call(target, "POST", target.endpoints.concurrency, {"maxConcurrency": limit})
+            return f"maxConcurrency {limit}"
         if decision.action == "drain":
             await self._call(target, "POST", target.endpoints.drain, {})
             return "draining"

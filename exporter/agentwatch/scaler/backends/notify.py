@@ -9,7 +9,7 @@ import aiohttp
 from agentwatch.log import redact, register_secret
 from agentwatch.scaler.backends import ActionError
 from agentwatch.scaler.config import NotifyTarget
-from agentwatch.scaler.policy import Decision, Observation
+from agentwatch.scaler.model import Decision, Observation
 
 
 def slack_escape(text: str) -> str:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentwatch.scaler.backends import ActionError
-from agentwatch.scaler.backends.docker import DockerEngine
+from agentwatch.scaler.backends import ActionError, desired
+from agentwatch.scaler.backends.docker import EngineBackend, Handler
 from agentwatch.scaler.config import SwarmServiceTarget
-from agentwatch.scaler.policy import Decision, Observation
+from agentwatch.scaler.model import Decision, Observation
 
 
-class SwarmBackend:
+class SwarmBackend(EngineBackend):
     """swarm_service targets; shares the docker backend's client and thread pool."""
 
-    def __init__(self, engine: DockerEngine) -> None:
-        self.engine = engine
+    kind = "swarm"
 
     def _service(self, target: SwarmServiceTarget) -> Any:
         return self.engine.client().services.get(target.service)
@@ -28,28 +27,23 @@ class SwarmBackend:
         mem = int(spec.get("TaskTemplate", {}).get("Resources", {}).get("Limits", {}).get("MemoryBytes") or 0)
         return Observation(replicas=replicas, memory_bytes=mem, memory_total_bytes=mem * replicas)
 
-    async def observe(self, name: str, target: SwarmServiceTarget) -> Observation:
-        return await self.engine.run(self._observe, target)
+    def _handlers(self) -> dict[str, Handler]:
+        return {"scale_up": self._scale, "scale_down": self._scale, "resize_memory": self._resize}
 
-    def _scale(self, target: SwarmServiceTarget, desired: int) -> str:
-        self._service(target).scale(desired)
-        return f"replicas {desired}"
+    def _scale(self, target: SwarmServiceTarget, decision: Decision) -> str:
+        replicas = desired(decision)
+        self._service(target).scale(replicas)
+        return f"replicas {replicas}"
 
-    def _resize(self, target: SwarmServiceTarget, desired: int) -> str:
+    def _resize(self, target: SwarmServiceTarget, decision: Decision) -> str:
+        limit = desired(decision)
         service = self._service(target)
         resources = dict(service.attrs["Spec"].get("TaskTemplate", {}).get("Resources") or {})
-        resources["Limits"] = {**(resources.get("Limits") or {}), "MemoryBytes": desired}
+        resources["Limits"] = {**(resources.get("Limits") or {}), "MemoryBytes": limit}
         # fetch_current_spec keeps everything else (image, command, mode) as it is.
         self.engine.client().api.update_service(service.id, service.version, task_template={"Resources": resources},
                                                 fetch_current_spec=True)
-        return f"memory limit {desired} bytes"
-
-    async def execute(self, decision: Decision, target: SwarmServiceTarget) -> str:
-        if decision.action in ("scale_up", "scale_down"):
-            return await self.engine.run(self._scale, target, int(decision.desired or 0))
-        if decision.action == "resize_memory":
-            return await self.engine.run(self._resize, target, int(decision.desired or 0))
-        raise ActionError(f"the swarm backend cannot {decision.action}")
+        return f"memory limit {limit} bytes"
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,55 @@
+"""How every agentwatch ``/metrics`` answers: one format choice, made once, for the exporter, the
+scaler and instrumented agent servers alike.
+
+The default is the classic text format, labelled ``version=0.0.4`` on purpose: it is the version
+every Prometheus 2.x (and 3.x) knows by name. prometheus_client >= 0.22 labels the same bytes
+``version=1.0.0`` (its ``CONTENT_TYPE_LATEST``), a label Prometheus 2.x does not know; agentwatch
+emits no UTF-8 metric names, so 0.0.4 describes the body exactly. A scraper that asks for
+OpenMetrics (``Accept: application/openmetrics-text``, as Prometheus does) gets OpenMetrics 1.0.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.exposition import generate_latest as _text
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as _OPENMETRICS_1_0_0
+from prometheus_client.openmetrics.exposition import generate_latest as _openmetrics
+from prometheus_client.registry import Collector
+
+#: The classic text format, named by the version Prometheus 2.x knows.
+TEXT_CONTENT_TYPE: str = CONTENT_TYPE_PLAIN_0_0_4
+#: OpenMetrics 1.0.0, for scrapers that ask for it.
+OPENMETRICS_CONTENT_TYPE: str = _OPENMETRICS_1_0_0
+
+
+class Families(Collector):
+    """Adapter so prometheus_client's encoders can render a plain list of families."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True if the ``Accept`` header names OpenMetrics (any version, any position)."""
+    return any(part.split(";")[0].strip() == "application/openmetrics-text" for part in accept.split(","))
+
+
+def content_type(openmetrics: bool) -> str:
+    return OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+
+
+def encode(source: Collector, openmetrics: bool) -> bytes:
+    """``source``'s families in the chosen format."""
+    return _openmetrics(source) if openmetrics else _text(source)
+
+
+def negotiate(source: Collector, accept: str) -> tuple[bytes, str]:
+    """(body, content type) for a request with this ``Accept`` header."""
+    openmetrics = wants_openmetrics(accept)
+    return encode(source, openmetrics), content_type(openmetrics)
