@@ -22,6 +22,16 @@ def _sizes(value: str) -> list[int]:
     return sizes
 
 
+def _count(value: str) -> int:
+    try:
+        parsed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count, got {value!r}") from None
+    if not 0 <= parsed <= 100_000:
+        raise argparse.ArgumentTypeError(f"expected 0 to 100000, got {value!r}")
+    return parsed
+
+
 def _positive(kind: type[int] | type[float]):
     def parse(value: str) -> int | float:
         try:
@@ -36,8 +46,8 @@ def _positive(kind: type[int] | type[float]):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--containers", type=_sizes, default=[10, 50, 100], metavar="N,N,...",
-                   help="container counts (default 10,50,100)")
+    p.add_argument("--containers", type=_sizes, default=[10, 50, 100, 250], metavar="N,N,...",
+                   help="container counts (default 10,50,100,250)")
     p.add_argument("--processes", type=_sizes, default=[100, 500, 1000], metavar="M,M,...",
                    help="agent-like process counts (default 100,500,1000)")
     p.add_argument("--scrapes", type=_positive(int), default=100, help="timed scrapes per target (default 100)")
@@ -53,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the exporter's docker.stats_source (default auto)")
     p.add_argument("--pace", type=float, default=None,
                    help="seconds between agentwatch scrapes (default: spread over 2.5 intervals)")
+    p.add_argument("--webhooks", type=_count, default=1000,
+                   help="webhooks in the scaler's burst (default 1000; 0 leaves the scaler out)")
+    p.add_argument("--in-flight", type=_positive(int), default=50, help="webhooks in flight at once (default 50)")
+    p.add_argument("--distinct", type=_positive(int), default=400,
+                   help="distinct alert instances the burst cycles over (default 400)")
     return p
 
 

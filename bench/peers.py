@@ -1,8 +1,9 @@
 """What users run instead of agentwatch, measured on the same workload.
 
 - per-process stats: Debian's ``prometheus-process-exporter`` grouping the same processes by the
-  same comm and cmdline regex (default flags: smaps and per-thread metrics on); it does all its
-  work inside each scrape, so its cost is CPU per scrape;
+  same comm and cmdline regex, with its default flags (smaps and per-thread metrics on) and with
+  the ones its maintainers recommend for large hosts (``LEAN_FLAGS``); it does all its work inside
+  each scrape, so its cost is CPU per scrape;
 - per-container stats by hand: ``docker stats --no-stream`` (the docker CLI against the private
   engine); its CPU is the CLI's plus the engine's (dockerd, containerd and the shims);
 - per-container stats in a first exporter: a sequential loop over the SDK's
@@ -72,8 +73,13 @@ def process_exporter_config() -> dict[str, Any]:
                                "cmdline": [AGENT_CMDLINE_REGEX]}]}
 
 
-def measure_process_exporter(scrapes: int, log: Callable[[str], None] = print) -> ProcessExporterFigures:
-    """Start process-exporter, scrape it back to back ``scrapes`` times, stop it (always)."""
+#: The flags process-exporter's maintainers recommend for large hosts: no per-thread metrics, no smaps.
+LEAN_FLAGS = ("-threads=false", "-gather-smaps=false")
+
+
+def measure_process_exporter(scrapes: int, log: Callable[[str], None] = print,
+                             flags: tuple[str, ...] = ()) -> ProcessExporterFigures:
+    """Start process-exporter (with ``flags``), scrape it back to back ``scrapes`` times, stop it (always)."""
     if not shutil.which(PROCESS_EXPORTER):
         raise RuntimeError(f"{PROCESS_EXPORTER} is not installed (apt-get install prometheus-process-exporter)")
     workdir = Path(tempfile.mkdtemp(prefix="aw-bench-pe-"))
@@ -82,7 +88,7 @@ def measure_process_exporter(scrapes: int, log: Callable[[str], None] = print) -
     port = free_port()
     with open(workdir / "process-exporter.log", "wb") as logfile:
         proc = subprocess.Popen([PROCESS_EXPORTER, "-config.path", str(cfg),
-                                 "-web.listen-address", f"127.0.0.1:{port}"],
+                                 "-web.listen-address", f"127.0.0.1:{port}", *flags],
                                 stdout=logfile, stderr=subprocess.STDOUT)
     target = Target("127.0.0.1", port)
     try:
@@ -106,7 +112,7 @@ def measure_process_exporter(scrapes: int, log: Callable[[str], None] = print) -
         figures = ProcessExporterFigures(
             scrape=Latency.of(latencies), cpu_per_scrape_s=(cpu1 - cpu0) / scrapes,
             peak_rss_bytes=peak_rss_bytes(proc.pid), series=count_series(text), processes_matched=int(matched))
-        log(f"  process-exporter: p50 {figures.scrape.median_s * 1000:.0f} ms, "
+        log(f"  process-exporter{' ' + ' '.join(flags) if flags else ''}: p50 {figures.scrape.median_s * 1000:.0f} ms, "
             f"{figures.cpu_per_scrape_s * 1000:.0f} ms CPU/scrape")
         return figures
     finally:

@@ -3,8 +3,9 @@
 Plan (a full cross product would not fit in 20 minutes on 2 cores): the process dimension
 (M agent-like processes, no containers, the exporter's docker collectors off), the container
 dimension (N containers, no extra processes, the process collector off), then one combined point
-at the largest N and M with everything on. Each point gets a fresh exporter, so its VmHWM is that
-point's peak.
+with everything on, at the largest M and at N = 100 (the largest N up to 100 the run has). Each
+point gets a fresh exporter, so its VmHWM is that point's peak. Last, the scaler under a burst of
+webhooks (``bench.scaler_burst``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agentwatch.local.dockerd import IMAGE, PrivateDockerd
-from bench import agentwatch_run, peers, report
+from bench import agentwatch_run, bare_reads, peers, report, scaler_burst
 from bench.procstat import EngineMeter
 from bench.workload import AGENT_CMDLINE_REGEX, AGENT_COMM, CONTAINER_MEMORY, AgentProcesses, ContainerFleet
 
@@ -41,6 +42,9 @@ class Settings:
     stats_source: str
     pace: float
     command: str
+    webhooks: int = 0
+    in_flight: int = 50
+    distinct: int = 400
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,22 @@ class PlanPoint:
     processes: int
 
 
+#: The container count of the combined point when the run has it (the issue's "N=100 and M=1,000").
+COMBINED_CONTAINERS = 100
+
+
+def combined_containers(containers: list[int]) -> int:
+    """The largest container count up to COMBINED_CONTAINERS, else the smallest one."""
+    sizes = sorted(n for n in set(containers) if n > 0)
+    upto = [n for n in sizes if n <= COMBINED_CONTAINERS]
+    return upto[-1] if upto else sizes[0]
+
+
 def plan(containers: list[int], processes: list[int]) -> list[PlanPoint]:
     points = [PlanPoint("processes", 0, m) for m in sorted(set(processes)) if m > 0]
     points += [PlanPoint("containers", n, 0) for n in sorted(set(containers)) if n > 0]
     if points and any(n > 0 for n in containers) and any(m > 0 for m in processes):
-        points.append(PlanPoint("combined", max(containers), max(processes)))
+        points.append(PlanPoint("combined", combined_containers(containers), max(processes)))
     return points
 
 
@@ -139,21 +154,33 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
                                         settings.scrapes, settings.window, settings.pace,
                                         meter if point.containers else None, log=log)
             result["agentwatch"] = aw.to_json()
-            result["process_exporter"] = (peers.measure_process_exporter(settings.scrapes, log).to_json()
-                                          if point.processes else None)
+            result["process_exporter"] = result["process_exporter_lean"] = None
+            if point.processes:
+                result["process_exporter"] = peers.measure_process_exporter(settings.scrapes, log).to_json()
+                result["process_exporter_lean"] = peers.measure_process_exporter(
+                    settings.scrapes, log, flags=peers.LEAN_FLAGS).to_json()
             if point.containers and engine is not None and meter is not None:
                 result["docker_stats"] = peers.measure_docker_stats(engine.host, point.containers, settings.repeat,
                                                                     meter, log).to_json()
                 result["sdk_loop"] = peers.measure_sdk_loop(engine.host, settings.sdk_sample, meter, log).to_json()
+                bare = bare_reads.measure(engine.host)
+                log(f"  bare cgroup and /proc reads: {bare.wall_median_s * 1000:.1f} ms for {bare.files} files "
+                    f"of {bare.containers} containers")
+                result["bare_reads"] = bare.to_json()
             else:
-                result["docker_stats"] = result["sdk_loop"] = None
+                result["docker_stats"] = result["sdk_loop"] = result["bare_reads"] = None
             result["ratios"] = report.ratios(result)
             result["elapsed_s"] = time.monotonic() - t0
             points.append(result)
+        scaler = None
+        if settings.webhooks:
+            log(f"scaler: {settings.webhooks} webhooks, {settings.in_flight} in flight")
+            scaler = scaler_burst.measure(settings.webhooks, settings.in_flight,
+                                          min(settings.distinct, settings.webhooks), log=log)
     meta["loadavg_after"] = _loadavg()
     meta["elapsed_s"] = time.monotonic() - started
     meta["notes"] = notes(settings)
-    return {"meta": meta, "points": points, "targets": report.targets(points)}
+    return {"meta": meta, "points": points, "scaler": scaler, "targets": report.targets(points, scaler)}
 
 
 def notes(s: Settings) -> list[str]:
@@ -173,16 +200,28 @@ def notes(s: Settings) -> list[str]:
         "extra CPU during the timed scrapes beyond the cycles that ran meanwhile. Collector times are the "
         "histogram's sum/count over the window; the cycle is the median "
         "agentwatch_collection_cycle_duration_seconds over the snapshots the timed scrapes saw.",
-        "process-exporter: Debian's 0.7.10 with default flags (smaps and per-thread metrics on); it works inside "
-        "each scrape, so its CPU is per scrape, over the timed scrapes.",
+        "process-exporter: Debian's 0.7.10, once with its default flags (smaps and per-thread metrics on) and once "
+        f"with `{' '.join(peers.LEAN_FLAGS)}` (pe lean), the flags its maintainers recommend for large hosts; it "
+        "works inside each scrape, so its CPU is per scrape, over the timed scrapes.",
         f"docker stats: `docker stats --no-stream` with DOCKER_HOST of the private engine, median of {s.repeat} "
         "run(s); CPU = the CLI's (rusage) + the engine's (dockerd, containerd and shims, found by the engine's "
         "private directory in their command lines), net of the engine's idle rate measured just before "
         "(housekeeping for the running containers). agentwatch's engine CPU per cycle is measured the same way.",
         f"SDK loop: `client.containers.list()` then `c.stats(stream=False)` per container in turn; only the first "
         f"{s.sdk_sample} are timed and the loop's wall time is extrapolated as list time + N x the mean.",
+        "Bare reads: after each container point, every running container's cgroup is located as the collector "
+        "locates it and exactly the files one collection reads for it (cgroup files and /proc/<pid>/net/dev) are "
+        "opened, read into a small buffer and closed in a tight loop, nothing else; the median of 30 rounds is the "
+        "floor the containers collector (its mean duration over the quiet window) is compared with.",
         "Peak RSS is VmHWM from /proc/<pid>/status at the end of the point; series are the samples of one "
         "text-format scrape.",
+        f"Scaler: a real `agentwatch scaler` (dry run) with the demo agent server as its agent_server target; "
+        f"{s.webhooks} webhooks, {s.in_flight} in flight, cycling over {min(s.distinct, s.webhooks)} alert "
+        "instances that two rules act on, after 20 warm-up webhooks; decision latency is what the scaler reports "
+        "per webhook (parsed payload to durable decisions, the agent server's status read included); lost and "
+        "doubled are counted from its audit log. A serial run of fresh alerts is the reference.",
+        "The combined point runs at the largest N up to 100 and the largest M; the exporter runs with its "
+        "default collectors (insights included).",
         "Targets are evaluated at the largest sizes the run measured; other work on the same machine shows in the "
         "load averages above.",
     ]
@@ -194,4 +233,5 @@ def main_settings(args: Any) -> Settings:
     return Settings(containers=args.containers, processes=args.processes, scrapes=scrapes, out=Path(args.out),
                     interval=args.interval, window=args.window, repeat=args.repeat, sdk_sample=args.sdk_sample,
                     stats_source=args.stats_source, pace=pace,
-                    command="python -m bench " + " ".join(sys.argv[1:]))
+                    command="python -m bench " + " ".join(sys.argv[1:]),
+                    webhooks=args.webhooks, in_flight=args.in_flight, distinct=args.distinct)

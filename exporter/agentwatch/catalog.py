@@ -137,6 +137,9 @@ DOCKER = _specs(
     ("agentwatch_container_oom_killed", "gauge", "1 if the container's last run ended in an OOM kill, else 0.", C),
     ("agentwatch_container_start_time_seconds", "gauge", "Unix time the container last started; 0 if never.", C),
     ("agentwatch_container_finish_time_seconds", "gauge", "Unix time the container last finished; 0 if never.", C),
+    ("agentwatch_container_last_seen_timestamp_seconds", "gauge",
+     "Unix time the engine last reported the container; older than the collection while agentwatch_docker_up "
+     "is 0, when the container's series are the last-known values (docker.keep_last_known_seconds).", C),
     ("agentwatch_container_restart_policy", "gauge", "Always 1; the policy label carries the restart policy name.",
      (*C, "policy")),
     ("agentwatch_container_restart_policy_max_retries", "gauge",
@@ -217,6 +220,13 @@ PROBES = _specs(
     ("agentwatch_app_requests_total", "counter", "Requests the server handled.", ("server",)),
     ("agentwatch_app_request_errors_total", "counter", "Requests that ended in an error (5xx).", ("server",)),
     ("agentwatch_app_event_loop_lag_seconds", "gauge", "Event loop lag the server measured.", ("server",)),
+    ("agentwatch_app_info", "gauge",
+     "Always 1; joins a server's series to its container and compose service (empty when unknown).",
+     ("server", "container", "compose_service")),
+    ("agentwatch_app_queue_depth", "gauge", "Work waiting for a free slot (queued agents), as the server reports it.",
+     ("server",)),
+    ("agentwatch_app_request_duration_seconds", "histogram", "Time the server took to answer a request.",
+     ("server",), {"buckets": DURATION_BUCKETS}),
 )
 
 SCALER = _specs(
@@ -242,7 +252,38 @@ SCALER = _specs(
      {"buckets": DURATION_BUCKETS}),
 )
 
-ALL: tuple[MetricSpec, ...] = (*SELF, *DOCKER, *EVENTS, *PROCESSES, *PROBES, *SCALER)
+INSIGHTS = _specs(
+    "insights",
+    ("agentwatch_container_memory_high_watermark_bytes", "gauge",
+     "Highest working set seen since the exporter first saw the container (kept across its restarts).", C),
+    ("agentwatch_container_memory_trend", "gauge",
+     "1 for the working set's trend over insights.window_seconds (growing, stable, shrinking), 0 for the others.",
+     (*C, "trend")),
+    ("agentwatch_container_memory_slope_bytes_per_second", "gauge",
+     "Least-squares slope of the working set over insights.window_seconds (this run only).", C),
+    ("agentwatch_container_memory_projected_seconds_to_limit", "gauge",
+     "Seconds until the working set reaches the memory limit at its slope; absent unless growing and limited.", C),
+    ("agentwatch_container_memory_threshold_state", "gauge",
+     "1 for the container's memory state (normal, warning, critical, oom_imminent: ratio thresholds, or the "
+     "limit projected within insights.imminent_seconds), 0 for the others.", (*C, "state")),
+    ("agentwatch_container_crashes_total", "counter",
+     "Container deaths by cause (oom, memory_leak, memory_spike, signal, error, clean); every cause is 0 from "
+     "the first cycle a container is seen.", (*C, "cause")),
+    ("agentwatch_container_health_score", "gauge",
+     "Health of the container from 0 to 100 (state, memory, trend, crashes; /api/health explains it).", C),
+    ("agentwatch_host_health_score", "gauge",
+     "Health of the host from 0 to 100 (memory, containers, crashes, leaks; /api/health explains it).", ()),
+    ("agentwatch_process_group_memory_high_watermark_bytes", "gauge",
+     "Highest RSS sum of the agent group seen since the exporter started.", ("group",)),
+    ("agentwatch_process_group_memory_trend", "gauge",
+     "1 for the trend of the group's RSS sum (growing, stable, shrinking), 0 for the others.", ("group", "trend")),
+    ("agentwatch_process_group_memory_slope_bytes_per_second", "gauge",
+     "Least-squares slope of the group's RSS sum over insights.window_seconds.", ("group",)),
+    ("agentwatch_insights_store_errors_total", "counter",
+     "Insight store problems by reason (corrupt: set aside; locked: kept in memory; write; read).", ("reason",)),
+)
+
+ALL: tuple[MetricSpec, ...] = (*SELF, *DOCKER, *EVENTS, *PROCESSES, *PROBES, *SCALER, *INSIGHTS)
 BY_NAME: dict[str, MetricSpec] = {s.name: s for s in ALL}
 
 

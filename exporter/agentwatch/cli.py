@@ -13,6 +13,7 @@ from agentwatch.configfile import ConfigError, with_overrides
 from agentwatch.demo.cli import register as register_demo
 from agentwatch.listener import ListenError
 from agentwatch.scaler.cli import register as register_scaler
+from agentwatch.views.cli import register as register_views
 
 logger = logging.getLogger("agentwatch")
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_scaler(sub)
     register_demo(sub)
+    register_views(sub)  # crashes, health, top
     return parser
 
 

@@ -16,6 +16,10 @@ from agentwatch.configfile import ListenAddress, Strict, check_regex, load_model
 
 DEFAULT_PORT = 9847
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+#: Bounds on the lists a config may hold: each group is matched against every process each cycle,
+#: each probe server has its own task and connections.
+MAX_PROCESS_GROUPS = 256
+MAX_PROBE_SERVERS = 100
 
 
 class DockerConfig(Strict):
@@ -40,6 +44,10 @@ class DockerConfig(Strict):
     max_containers: int = Field(default=500, ge=1, le=10000)
     #: Follow the engine's event stream for die/oom counters (a daemon thread, reconnects by itself).
     events: bool = True
+    #: While the engine does not answer, the containers' series from the last collection it answered
+    #: are kept this long (their last_seen timestamp shows their age), so container alerts do not
+    #: resolve because the engine hung; 0 drops them at once.
+    keep_last_known_seconds: float = Field(default=900.0, ge=0, le=86400)
 
     _regex = field_validator("name_filter")(check_regex)
 
@@ -137,8 +145,8 @@ class ProcessesConfig(Strict):
     """The agent-process collector: groups of processes read from /proc."""
 
     enabled: bool = True
-    #: A process joins the first group that matches.
-    groups: list[ProcessMatcher] = Field(default_factory=default_process_groups)
+    #: A process joins the first group that matches (every process is matched each cycle: bounded).
+    groups: list[ProcessMatcher] = Field(default_factory=default_process_groups, max_length=MAX_PROCESS_GROUPS)
     per_process: PerProcessConfig = Field(default_factory=PerProcessConfig)
     #: Read USS (needs /proc/<pid>/smaps_rollup; costs more). Off by default for large fleets.
     uss: bool = False
@@ -202,6 +210,8 @@ class ProbeFields(Strict):
     check_latency_seconds: str = "not_null(latency_seconds, latencySeconds)"
     check_latency_ms: str = "not_null(latency_ms, latencyMs, response_time_ms, responseTimeMs)"
     event_loop_lag_seconds: str = "not_null(event_loop_lag_seconds, eventLoopLagSeconds, checks.event_loop.lag_seconds)"
+    info_container: str = "not_null(container, container_name, containerName)"
+    info_compose_service: str = "not_null(compose_service, composeService)"
     # /api/agents/running
     running_agents: str = "not_null(agents, running, items, data, @)"
     finished_agents: str = "not_null(recent, finished)"
@@ -215,6 +225,8 @@ class ProbeFields(Strict):
     # /api/deploy/status
     draining: str = "not_null(draining, isDraining, is_draining)"
     max_concurrency: str = "not_null(maxConcurrency, max_concurrency, concurrency.max)"
+    # deploy status (then health): a number, or a list of the queued items
+    queue_depth: str = "not_null(queue_depth, queueDepth, queued, queue.depth)"
     # /api/pools
     pools: str = "not_null(pools, @)"
     pool_name: str = "not_null(name, id)"
@@ -227,6 +239,8 @@ class ProbeFields(Strict):
     # stats (then health)
     requests_total: str = "not_null(requests_total, requestsTotal, stats.requests_total, stats.requests)"
     errors_total: str = "not_null(errors_total, errorsTotal, stats.errors_total, stats.errors)"
+    # {buckets: {le: cumulative count}, sum, count}
+    request_duration: str = "not_null(request_duration_seconds, requestDurationSeconds, stats.request_duration_seconds)"
 
     _jmespath = field_validator("*")(_check_jmespath)
 
@@ -265,10 +279,72 @@ class ProbeTarget(Strict):
     #: so "auto" checks only servers on a loopback address.
     check_pids: bool | Literal["auto"] = "auto"
     containers: ContainerCheck = Field(default_factory=ContainerCheck)
+    #: The container and compose service the server runs in, exported on agentwatch_app_info so
+    #: its alerts can join their container; unset: what its health body reports, else empty.
+    container: str | None = Field(default=None, min_length=1, max_length=128)
+    compose_service: str | None = Field(default=None, min_length=1, max_length=128)
 
     def api_key(self) -> str | None:
         """The key from the environment or a file; None when neither is set."""
         return read_secret(self.api_key_env, self.api_key_file)
+
+
+class AgentMemory(Strict):
+    """Memory one agent needs, by model size (the field figures: about 2 GB, 4-5 GB and 6 GB)."""
+
+    small: int = Field(default=2_000_000_000, ge=1_000_000, le=1 << 40)
+    mid: int = Field(default=4_500_000_000, ge=1_000_000, le=1 << 40)
+    large: int = Field(default=6_000_000_000, ge=1_000_000, le=1 << 40)
+
+
+class InsightsConfig(Strict):
+    """Memory trends, crash insights and health scores (agentwatch.insights); see docs/insights.md."""
+
+    enabled: bool = True
+    #: Least-squares window of the memory trend, and the samples it may hold.
+    window_seconds: float = Field(default=600.0, gt=0, le=7 * 86400)
+    min_samples: int = Field(default=5, ge=2, le=100_000)
+    max_samples: int = Field(default=720, ge=10, le=100_000)
+    #: Slope at or above which the trend is growing (below its negative: shrinking).
+    min_slope_bytes_per_second: float = Field(default=8192.0, gt=0)
+    #: A drop by more than this share of the value starts a new window (a restart inside).
+    reset_drop_ratio: float = Field(default=0.5, gt=0, lt=1)
+    warning_ratio: float = Field(default=0.80, gt=0, le=1)
+    critical_ratio: float = Field(default=0.90, gt=0, le=1)
+    oom_imminent_ratio: float = Field(default=0.97, gt=0, le=1)
+    #: oom_imminent also when the limit is projected within this many seconds.
+    imminent_seconds: float = Field(default=300.0, ge=0, le=86400)
+    #: A growing container whose limit is projected within this horizon costs health.
+    horizon_seconds: float = Field(default=3600.0, gt=0, le=30 * 86400)
+    #: Growth without a break for this long before an OOM makes it a memory_leak.
+    leak_min_seconds: float = Field(default=300.0, gt=0, le=30 * 86400)
+    #: A rise over the last samples of this share of the limit before an OOM makes it a memory_spike.
+    spike_rise_ratio: float = Field(default=0.20, gt=0, le=1)
+    #: Recommended memory limit: the observed high (or the limit after an OOM) plus this share.
+    limit_margin_ratio: float = Field(default=0.25, ge=0, le=10)
+    #: Crash patterns (repeats) and the health score's crash part look this far back.
+    pattern_window_seconds: float = Field(default=3600.0, gt=0, le=30 * 86400)
+    repeat_count: int = Field(default=3, ge=2, le=1000)
+    #: A crash "follows a rise in running agents" when they rose within this many seconds before.
+    agents_lookback_seconds: float = Field(default=600.0, gt=0, le=86400)
+    agent_memory_bytes: AgentMemory = Field(default_factory=AgentMemory)
+    #: The model size the concurrency advice assumes.
+    agent_size: Literal["small", "mid", "large"] = "mid"
+    #: SQLite file that keeps the insights across restarts; null keeps them in memory only.
+    db_path: str | None = Field(default=None, min_length=1, max_length=4096)
+    db_max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=1 << 30)
+    db_max_records: int = Field(default=5000, ge=10, le=1_000_000)
+    retention_days: float = Field(default=30.0, gt=0, le=3650)
+    timeout_seconds: float = Field(default=4.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> InsightsConfig:
+        if not self.warning_ratio < self.critical_ratio < self.oom_imminent_ratio:
+            raise ValueError("expected warning_ratio < critical_ratio < oom_imminent_ratio (got "
+                             f"{self.warning_ratio}, {self.critical_ratio}, {self.oom_imminent_ratio})")
+        if self.min_samples > self.max_samples:
+            raise ValueError(f"min_samples ({self.min_samples}) is above max_samples ({self.max_samples})")
+        return self
 
 
 class ExporterConfig(Strict):
@@ -280,7 +356,8 @@ class ExporterConfig(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     docker: DockerConfig = Field(default_factory=DockerConfig)
     processes: ProcessesConfig = Field(default_factory=ProcessesConfig)
-    probes: list[ProbeTarget] = Field(default_factory=list)
+    probes: list[ProbeTarget] = Field(default_factory=list, max_length=MAX_PROBE_SERVERS)
+    insights: InsightsConfig = Field(default_factory=InsightsConfig)
 
     @field_validator("probes")
     @classmethod

@@ -4,7 +4,8 @@ Every part that talks to an engine (the container and event collectors, the prob
 check, the scaler's docker and swarm backends) makes its client here, the same way: an explicit
 host, else ``DOCKER_HOST`` and the TLS variables the docker CLI reads, else the default socket.
 They also share one verdict on a failure: an engine that cannot be reached (socket missing,
-connection refused) is a state to report (``agentwatch_docker_up 0``), anything else is a fault.
+connection refused) or does not answer in time (hung, stopped) is a state to report
+(``agentwatch_docker_up 0``), anything else is a fault.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def sdk_timeout(collector_timeout: float) -> float:
     return max(0.2, min(collector_timeout * 0.8, collector_timeout - 0.25))
 
 
+def answer_budget(collector_timeout: float) -> float:
+    """How long one collection waits for the engine's answers in all: most of the collector's timeout,
+    so an engine that does not answer is reported (``agentwatch_docker_up 0``) by the collector
+    itself, before the collection loop would time the whole collector out."""
+    return collector_timeout * 0.85
+
+
 def make_client(host: str | None, timeout: float, pool_size: int = 10) -> docker.DockerClient:
     """A client for ``host`` (None: the environment's engine), negotiating the API version with the
     engine (one /version call; raises if it is down)."""
@@ -50,8 +58,8 @@ def make_client(host: str | None, timeout: float, pool_size: int = 10) -> docker
 def is_unreachable(exc: BaseException) -> bool:
     """True when ``exc`` (or what caused it) means nothing answers at the engine's address.
 
-    A read timeout is not "unreachable": something accepted the connection and hangs, which is
-    a fault the collection loop reports, not the engine being down.
+    A read timeout is not "unreachable": something accepted the connection and hangs; ``is_silent``
+    says so, and the collectors report that engine as down too.
     """
     seen: set[int] = set()
     cur: BaseException | None = exc
@@ -70,5 +78,18 @@ def is_unreachable(exc: BaseException) -> bool:
         for arg in getattr(cur, "args", ()):
             if isinstance(arg, BaseException) and is_unreachable(arg):
                 return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def is_silent(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) means the engine took the request but did not answer in
+    time: a hung or stopped daemon (a SIGSTOPped one still accepts connections on its socket)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, requests.exceptions.Timeout | TimeoutError):
+            return True
         cur = cur.__cause__ or cur.__context__
     return False

@@ -13,8 +13,12 @@ from aiohttp import web
 from agentwatch import __version__, exposition
 from agentwatch.collectors import build_collectors
 from agentwatch.collectors.base import Collector
+from agentwatch.collectors.insights import InsightsCollector
 from agentwatch.config import ExporterConfig
+from agentwatch.insights import api as insights_api
+from agentwatch.insights.service import InsightService
 from agentwatch.snapshot import CollectionLoop
+from agentwatch.views import page as fleet_page
 
 log = logging.getLogger("agentwatch.exporter")
 
@@ -51,9 +55,34 @@ async def index(request: web.Request) -> web.Response:
         f"<h1>agentwatch exporter {html.escape(__version__)}</h1>"
         f"<p>Collectors: {names}. Interval: {loop.interval:g}s. Cycles so far: {loop.cycles}.</p>"
         '<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li>'
-        '<li><a href="readyz">/readyz</a></li></ul></body></html>'
+        '<li><a href="readyz">/readyz</a></li><li><a href="fleet">/fleet</a></li></ul></body></html>'
     )
     return web.Response(text=body, content_type="text/html")
+
+
+def insight_service(app: web.Application) -> InsightService | None:
+    """The insights collector's service, when the exporter runs one (and it has started)."""
+    return next((c.service for c in app[LOOP_KEY].collectors if isinstance(c, InsightsCollector)), None)
+
+
+async def api_crashes(request: web.Request) -> web.Response:
+    status, body = await asyncio.to_thread(insights_api.crashes_payload, insight_service(request.app), request.query)
+    return web.json_response(body, status=status)
+
+
+async def api_health(request: web.Request) -> web.Response:
+    status, body = insights_api.health_payload(insight_service(request.app), request.query)
+    return web.json_response(body, status=status)
+
+
+async def fleet(request: web.Request) -> web.Response:
+    """The fleet page: the two insight answers rendered as HTML (agentwatch.views.page)."""
+    service = insight_service(request.app)
+    marks = (service.settings.monitor.warning_ratio, service.settings.monitor.critical_ratio) if service else None
+    crashes = await asyncio.to_thread(insights_api.crashes_payload, service, fleet_page.QUERY)
+    health = insights_api.health_payload(service, {})
+    status, text = fleet_page.render(health, crashes, request.app[LOOP_KEY].interval, marks)
+    return web.Response(status=status, text=text, content_type="text/html", headers=fleet_page.HEADERS)
 
 
 def create_app(config: ExporterConfig, collectors: Sequence[Collector] | None = None) -> web.Application:
@@ -82,4 +111,7 @@ def create_app(config: ExporterConfig, collectors: Sequence[Collector] | None = 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/crashes", api_crashes)
+    app.router.add_get("/api/health", api_health)
+    app.router.add_get("/fleet", fleet)
     return app

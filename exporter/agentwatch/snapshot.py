@@ -3,8 +3,10 @@
 Every interval all collectors run concurrently, each under its own timeout. Their families and
 the self-metrics are rendered once (in a worker thread, every encoding) and swapped in as one immutable
 ``Snapshot``; ``/metrics`` only ever returns those bytes, so scrape latency does not depend on how
-many containers or processes there are. A collector that fails or times out loses its own
-families for that cycle (and says so in ``agentwatch_collector_success``), never the others'.
+many containers or processes there are. A collector that fails loses its own families for that
+cycle (and says so in ``agentwatch_collector_success``), never the others'; one that times out is
+counted the same way but still serves what it knows without asking its source (``Collector.known``:
+the container collector reports the engine down and its containers' last-known series).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class CollectionLoop:
             raise
         except TimeoutError:
             self._failed(collector, f"timed out after {collector.timeout:g}s")
-            families = []
+            families = self._known(collector)
         except Exception as exc:
             self._failed(collector, f"{type(exc).__name__}: {exc}")
             families = []
@@ -119,6 +121,14 @@ class CollectionLoop:
             self._once.cleared(collector.name, "collector %s recovered", collector.name, collector=collector.name)
         self.self_metrics.duration.labels(collector.name).observe(time.perf_counter() - start)
         return families
+
+    @staticmethod
+    def _known(collector: Collector) -> list[Metric]:
+        try:
+            return collector.known()
+        except Exception:  # a bug there must not end the cycle: serve nothing of this collector
+            log.exception("collector %s could not say what it knows after a timeout", collector.name)
+            return []
 
     def _failed(self, collector: Collector, reason: str) -> None:
         self.self_metrics.failed(collector.name)

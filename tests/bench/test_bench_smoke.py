@@ -23,7 +23,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_ARGS = ["--containers", "2", "--processes", "10", "--scrapes", "20", "--interval", "0.5",
-              "--window", "2", "--repeat", "1", "--sdk-sample", "1"]
+              "--window", "2", "--repeat", "1", "--sdk-sample", "1", "--webhooks", "40", "--in-flight", "5",
+              "--distinct", "16"]
 
 
 def _env() -> dict[str, str]:
@@ -103,12 +104,12 @@ def test_smoke_run_writes_a_complete_consistent_report(tmp_path: Path) -> None:
         assert aw["scrape"]["count"] == 20 and aw["cycles_in_window"] >= 1
         assert aw["peak_rss_bytes"] > 10e6 and aw["series"] > 0
         if point["processes"]:
-            pe = point["process_exporter"]
-            assert pe["processes_matched"] == point["processes"], pe
-            assert pe["scrape"]["count"] == 20 and pe["series"] > 0 and pe["peak_rss_bytes"] > 1e6
+            for pe in (point["process_exporter"], point["process_exporter_lean"]):
+                assert pe["processes_matched"] == point["processes"], pe
+                assert pe["scrape"]["count"] == 20 and pe["series"] > 0 and pe["peak_rss_bytes"] > 1e6
             assert aw["processes_matched"] == point["processes"], aw
         else:
-            assert point["process_exporter"] is None
+            assert point["process_exporter"] is None and point["process_exporter_lean"] is None
         if point["containers"]:
             assert point["docker_stats"]["rows"] == point["containers"]
             assert point["docker_stats"]["wall_median_s"] > 0
@@ -116,13 +117,23 @@ def test_smoke_run_writes_a_complete_consistent_report(tmp_path: Path) -> None:
             assert point["sdk_loop"]["extrapolated"] is True
             assert _finite(aw["engine_cpu_per_cycle_s"])
             assert aw["containers_seen"] == point["containers"], aw
+            bare = point["bare_reads"]
+            assert bare["containers"] == point["containers"] and bare["files"] >= 5 * point["containers"], bare
+            assert bare["wall_median_s"] > 0 and bare["cpu_median_s"] >= 0
         else:
-            assert point["docker_stats"] is None and point["sdk_loop"] is None
+            assert point["docker_stats"] is None and point["sdk_loop"] is None and point["bare_reads"] is None
         assert point["ratios"] and all(_finite(v) and v >= 0 for v in point["ratios"].values())
 
     # Every row of both tables has every column filled, and the Markdown is the JSON rendered.
+    burst, serial = data["scaler"]["burst"], data["scaler"]["serial"]
+    assert (burst["webhooks"], burst["in_flight"], burst["answered_ok"]) == (40, 5, 40), burst
+    assert burst["acted"] == 2 * 16 and burst["duplicates"] == 2 * (40 - 16), burst  # two rules per alert
+    assert serial["answered_ok"] == serial["webhooks"] and serial["in_flight"] == 1, serial
+    assert 0 < burst["latency_p50_s"] <= burst["latency_p99_s"] <= burst["latency_max_s"]
+
     tables = _tables(md)
-    for title, rows in (("## Per-process stats", 2), ("## Per-container stats", 2), ("## Targets", 7)):
+    for title, rows in (("## Per-process stats", 2), ("## Per-container stats", 2),
+                        ("## Scaler under a burst of webhooks", 2), ("## Targets", 12)):
         header, *body = tables[title]
         assert len(body) == rows, (title, body)
         for row in body:
@@ -131,8 +142,10 @@ def test_smoke_run_writes_a_complete_consistent_report(tmp_path: Path) -> None:
     assert md.strip() in proc.stdout
 
     ids = {t["id"] for t in data["targets"]}
-    assert ids == {"scrape_p99_vs_process_exporter", "cpu_vs_process_exporter", "scrape_p99_combined",
-                   "rss_combined", "container_cycle_vs_docker_stats", "series_linear_in_n", "series_constant_in_m"}
+    assert ids == {"scrape_p99_vs_process_exporter", "cpu_vs_process_exporter", "cpu_vs_process_exporter_lean",
+                   "processes_collector_with_containers", "scrape_p99_combined", "rss_combined",
+                   "containers_collector_vs_docker_stats", "containers_collector_vs_bare_reads",
+                   "containers_per_container_flat", "scaler_burst", "series_linear_in_n", "series_constant_in_m"}
     readme = _render(out / "latest.json")
     for t in data["targets"]:
         assert t["met"] in (True, False, None)

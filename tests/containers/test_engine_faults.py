@@ -45,7 +45,7 @@ def test_engine_absent_is_reported_logged_once_and_recovers(tmp_path):
     assert any("reachable again" in r["msg"] for r in records), "recovery is logged"
 
 
-def test_malformed_json_and_hung_endpoint_fail_the_collector_not_the_exporter(tmp_path):
+def test_malformed_json_fails_the_collector_a_hung_endpoint_is_the_engine_down(tmp_path):
     # the fake container's init pid is this test's: its cgroup is not a container's, so the
     # collector falls back to the (fake) one-shot stats endpoint for it
     with FakeEngine(tmp_path / "engine.sock", container_pid=os.getpid()) as engine, \
@@ -59,22 +59,67 @@ def test_malformed_json_and_hung_endpoint_fail_the_collector_not_the_exporter(tm
         assert scrape.value("agentwatch_container_network_transmit_errors_total", container="fake-agent") == 0
         errors0 = scrape.value("agentwatch_collector_errors_total", collector="containers")
 
-        for mode in ("malformed", "hang"):
-            engine.mode = mode
-            wait_for(lambda: exp.scrape().value("agentwatch_collector_success", collector="containers") == 0, 20,
-                     what=f"collector_success 0 ({mode})")
-            before = exp.scrape().value("agentwatch_collector_errors_total", collector="containers")
-            after = wait_for(lambda b=before: (v := exp.scrape().value("agentwatch_collector_errors_total",
-                                                                         collector="containers")) > b and v,
-                             20, what=f"errors_total rising ({mode})")
-            assert after > errors0
-            status, body = exp.get("/metrics", timeout=10)
-            assert status == 200 and b"agentwatch_collector_success" in body
-            assert exp.get("/healthz")[0] == 200
-            engine.mode = "ok"
-            wait_for(lambda: exp.scrape().value("agentwatch_collector_success", collector="containers") == 1, 20,
-                     what=f"recovery after {mode}")
+        engine.mode = "malformed"  # a fault: the collector fails, the exporter does not
+        wait_for(lambda: exp.scrape().value("agentwatch_collector_success", collector="containers") == 0, 20,
+                 what="collector_success 0 (malformed)")
+        before = exp.scrape().value("agentwatch_collector_errors_total", collector="containers")
+        after = wait_for(lambda b=before: (v := exp.scrape().value("agentwatch_collector_errors_total",
+                                                                     collector="containers")) > b and v,
+                         20, what="errors_total rising (malformed)")
+        assert after > errors0
+        status, body = exp.get("/metrics", timeout=10)
+        assert status == 200 and b"agentwatch_collector_success" in body
+        assert exp.get("/healthz")[0] == 200
+        engine.mode = "ok"
+        fresh = wait_for(lambda: (s := exp.scrape()).value("agentwatch_collector_success", collector="containers")
+                         == 1 and s, 20, what="recovery after malformed")
+
+        engine.mode = "hang"  # an engine that takes the request and never answers is down, not a fault
+        down = wait_for(lambda: (s := exp.scrape()).value("agentwatch_docker_up") == 0 and s, 20,
+                        what="docker_up 0 (hang)")
+        assert down.value("agentwatch_collector_success", collector="containers") == 1
+        seen = fresh.value("agentwatch_container_last_seen_timestamp_seconds", container="fake-agent")
+        last_known = down.value("agentwatch_container_last_seen_timestamp_seconds", container="fake-agent")
+        assert last_known is not None and last_known >= seen
+        assert down.value("agentwatch_container_restarts_total", container="fake-agent") == 2, "last-known kept"
+        assert exp.get("/healthz")[0] == 200
+        engine.mode = "ok"
+        wait_for(lambda: exp.scrape().value("agentwatch_docker_up") == 1, 20, what="recovery after hang")
         assert "containers/json" in " ".join(engine.requests[-3:])
+
+
+async def test_last_known_series_are_kept_for_the_configured_time_only(tmp_path):
+    """``docker.keep_last_known_seconds`` bounds how long a silent engine's containers are served."""
+    from prometheus_client.exposition import generate_latest
+
+    from agentwatch.collectors.containers import ContainerCollector
+    from agentwatch.config import DockerConfig
+    from agentwatch.exposition import Families
+    from agentwatch.local.scrape import Scrape
+
+    async def scrape(c: ContainerCollector) -> Scrape:
+        return Scrape.parse(generate_latest(Families(await c.collect())).decode())
+
+    with FakeEngine(tmp_path / "engine.sock") as engine:
+        keeps = ContainerCollector(DockerConfig(host=engine.host, stats_source="api", timeout_seconds=1.0))
+        drops = ContainerCollector(DockerConfig(host=engine.host, stats_source="api", timeout_seconds=1.0,
+                                                keep_last_known_seconds=0))
+        try:
+            for c in (keeps, drops):
+                assert (await scrape(c)).value("agentwatch_docker_up") == 1
+            engine.mode = "hang"
+            kept, dropped = await scrape(keeps), await scrape(drops)
+            assert kept.value("agentwatch_docker_up") == dropped.value("agentwatch_docker_up") == 0
+            assert kept.value("agentwatch_container_state", container="fake-agent", state="running") == 1
+            assert not dropped.series("agentwatch_container_state")
+            assert dropped.series("agentwatch_docker_stats_source"), "the engine families stay"
+            # a timed-out collection (the loop's verdict) is answered the same way, from memory
+            assert Scrape.parse(generate_latest(Families(keeps.known())).decode()).value(
+                "agentwatch_container_state", container="fake-agent", state="running") == 1
+        finally:
+            engine.mode = "ok"
+            await keeps.stop()
+            await drops.stop()
 
 
 async def test_an_events_fault_leaves_out_one_exit_code_not_the_containers(tmp_path, caplog):

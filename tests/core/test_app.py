@@ -135,3 +135,44 @@ async def test_not_ready_before_first_collection(aiohttp_client):
     assert (await client.get("/readyz")).status == 503
     assert (await client.get("/metrics")).status == 503
     assert (await client.get("/healthz")).status == 200
+
+
+class HangsButKnows(Collector):
+    """Times out every cycle, but knows something without asking its source (an engine it saw down)."""
+
+    name = "knows"
+
+    async def collect(self) -> list[Metric]:
+        await asyncio.sleep(3600)
+        return []
+
+    def known(self) -> list[Metric]:
+        fam = catalog.gauge("agentwatch_docker_up")
+        fam.add_metric([], 0)
+        return [fam]
+
+
+class KnowsNothingUsable(Hangs):
+    name = "broken_known"
+
+    def known(self) -> list[Metric]:
+        raise RuntimeError("bug in known()")
+
+
+async def test_a_collector_that_times_out_still_serves_what_it_knows(aiohttp_client):
+    app = create_app(ExporterConfig(interval_seconds=0.2),
+                     collectors=[HangsButKnows(timeout=0.2), KnowsNothingUsable(timeout=0.2), HostMemory()])
+    client = await aiohttp_client(app)
+    for _ in range(100):
+        resp = await client.get("/metrics")
+        if resp.status == 200:
+            scrape = Scrape.parse(await resp.text())
+            if (scrape.value("agentwatch_collector_errors_total", collector="knows") or 0) >= 2:
+                break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("two timed-out cycles did not complete in 10 s")
+    assert scrape.value("agentwatch_collector_success", collector="knows") == 0, "a timeout is still a failure"
+    assert scrape.value("agentwatch_docker_up") == 0, "but what it knows is served"
+    assert scrape.value("agentwatch_collector_success", collector="broken_known") == 0
+    assert scrape.value("agentwatch_host_memory_total_bytes") > 0, "a bug in known() costs only its collector"

@@ -13,6 +13,7 @@ import pytest
 from agentwatch.config import default_process_groups
 from agentwatch.local.pack import KEY, DemoProcess
 from agentwatch.local.process import wait_for
+from agentwatch.local.scrape import Scrape
 
 PROTECTED = [("GET", "/api/health"), ("GET", "/ready"), ("GET", "/api/agents/running"), ("POST", "/api/agents"),
              ("GET", "/api/deploy/status"), ("PUT", "/api/deploy/concurrency"), ("POST", "/api/deploy/drain"),
@@ -180,3 +181,48 @@ def test_block_event_loop_endpoint_only_when_enabled(demo: DemoProcess) -> None:
         started = time.monotonic()
         assert test_demo.call("GET", "/live", timeout=10)[0] == 200
         assert time.monotonic() - started >= 0.5  # the loop really was blocked
+
+
+def test_a_bounded_queue_at_capacity_admits_in_order_and_a_drain_cancels_it() -> None:
+    with DemoProcess("--max-concurrency", "1", "--max-queue", "2") as demo:
+        first = demo.start_agent("haiku", 60)
+        queued = [demo.start_agent("sonnet", 60), demo.start_agent("opus", 0.2)]
+        assert [a["status"] for a in queued] == ["queued", "queued"] and "started_at" not in queued[0]
+        status, headers, body = demo.call("POST", "/api/agents", {"model": "haiku", "seconds": 1})
+        assert status == 503 and "2 queued" in body["error"] and int(headers["Retry-After"]) >= 1
+        deploy = demo.call("GET", "/api/deploy/status")[2]
+        assert (deploy["queued"], deploy["maxQueue"], deploy["accepting"]) == (2, 2, False)
+        listing = demo.running()
+        assert [a["id"] for a in listing["agents"]] == [first["id"]]
+        assert [a["id"] for a in listing["queued"]] == [a["id"] for a in queued]
+
+        # a queued agent can be removed; a free slot admits the oldest one left
+        assert demo.call("DELETE", f"/api/agents/{queued[0]['id']}")[2]["outcome"] == "cancelled"
+        assert demo.call("DELETE", f"/api/agents/{first['id']}")[0] == 202
+        assert wait_for(lambda: any(a["id"] == queued[1]["id"] and a["outcome"] == "success"
+                                    for a in demo.running()["recent"]), 15), demo.running()
+        assert demo.call("GET", "/api/deploy/status")[2]["queued"] == 0
+
+        # raising maxConcurrency admits queued agents at once; a drain cancels the ones still waiting
+        demo.start_agent("haiku", 60)
+        waiting = [demo.start_agent("haiku", 60)["id"] for _ in range(2)]
+        demo.call("PUT", "/api/deploy/concurrency", {"maxConcurrency": 2})
+        assert demo.call("GET", "/api/deploy/status")[2]["queued"] == 1
+        demo.call("POST", "/api/deploy/drain")
+        recent = {a["id"]: a for a in demo.running()["recent"]}
+        assert recent[waiting[1]]["outcome"] == "cancelled" and "drain" in recent[waiting[1]]["error"]
+        assert demo.call("GET", "/api/deploy/status")[2]["queued"] == 0
+
+
+def test_own_metrics_show_queue_depth_request_latency_and_where_it_runs() -> None:
+    with DemoProcess("--max-concurrency", "0", "--max-queue", "5", "--container", "agentwatch-agent-1",
+                     "--compose-service", "agent") as demo:
+        for _ in range(3):
+            assert demo.start_agent("haiku", 1)["status"] == "queued"
+        health = demo.call("GET", "/api/health")[2]
+        assert health["queue_depth"] == 3 and health["compose_service"] == "agent"
+        assert health["request_duration_seconds"]["count"] >= 3
+        scrape = Scrape.parse(demo.call("GET", "/metrics", key=None)[2])
+        assert scrape.value("agentwatch_app_queue_depth") == 3
+        assert scrape.value("agentwatch_app_info", container="agentwatch-agent-1", compose_service="agent") == 1
+        assert scrape.value("agentwatch_app_request_duration_seconds_count") >= 4

@@ -24,7 +24,7 @@ SCALER_ALERTS = {
     "AgentContainerMemoryNearLimit", "AgentContainerMemoryCritical", "AgentContainerMemoryFillingUp",
     "AgentContainerOOMKilled", "AgentContainerCrashLooping", "AgentContainerRetriesExhausted",
     "AgentContainerCPUHigh", "AgentConcurrencyAboveRecommended", "AgentStuckRunning",
-    "AgentPoolExhausted", "AgentPoolUtilizationHigh",
+    "AgentPoolExhausted", "AgentPoolUtilizationHigh", "AgentQueueBacklog",
 }
 
 

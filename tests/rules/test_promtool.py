@@ -17,7 +17,7 @@ _spec.loader.exec_module(generate)
 
 
 def test_rule_files_exist():
-    assert {p.name for p in RULE_FILES} == {"alerts.rules.yml", "recording.rules.yml"}
+    assert {p.name for p in RULE_FILES} == {"alerts.rules.yml", "recording.rules.yml", "scaleout.rules.yml"}
     assert len(PROMTOOL_TESTS) >= 5
 
 

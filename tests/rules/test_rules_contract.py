@@ -27,8 +27,9 @@ EVENT_ALERTS = {"AgentContainerOOMKilled", "AgentwatchScalerActionsFailing"}
 #: Series Prometheus itself provides.
 BUILTIN_SERIES = {"up"}
 #: Labels every series gets from the scrape, and the ones rules add or histograms carry.
-SCRAPE_LABELS = {"instance", "job"}
-EXTRA_LABELS = {"le", "quantile", "model"}  # model: the process matchers' (?P<model>) group
+SCRAPE_LABELS = {"instance", "job", "node"}  # node: the Swarm/Kubernetes scrape configs (deploy/)
+EXTRA_LABELS = {"le", "quantile", "model", "service"}  # model: the process matchers' (?P<model>) group;
+# service: made by scaleout.rules.yml from compose_service or a Swarm task's container name
 
 ALERT_NAMES = [a["alert"] for a in alerts()]
 

@@ -29,7 +29,8 @@ def test_the_example_policy_is_valid_and_safe():
     assert config.dry_run is True
     assert config.rules and config.targets
     kinds = {t.kind for t in config.targets.values()}
-    assert kinds == {"compose_service", "container", "swarm_service", "agent_server", "notify"}
+    # No swarm_service: a compose host cannot observe one (it stays in the file as a commented block).
+    assert kinds == {"compose_service", "container", "agent_server", "notify"}
     assert {r.action for r in config.rules} >= {"scale_up", "set_concurrency", "drain", "resize_memory", "restart",
                                                 "notify"}
 
@@ -42,7 +43,7 @@ def test_the_example_policy_is_valid_and_safe():
     (lambda d: d["rules"][0].update(target="{{ labels.x | shell }}"), "rules[0].target: only {{ labels.NAME }}"),
     (lambda d: d["rules"][0].update(typo=1), "rules[0].typo: unknown key"),
     (lambda d: d["rules"].append(dict(d["rules"][0])), "rule names must be unique"),
-    (lambda d: d["rules"][0].update(action="drain", on_resolved="reverse"), "drain cannot be reversed"),
+    (lambda d: d["rules"][0].update(action="restart", on_resolved="reverse"), "restart cannot be reversed"),
     (lambda d: d["targets"]["agents"].update(min_replicas=5), "min_replicas must not exceed max_replicas"),
     (lambda d: d["targets"].update(chat={"kind": "notify", "url": "https://hooks"}), "targets.chat.notify.url"),
     (lambda d: d["rules"].append({"name": "m", "action": "resize_memory", "target": "agents", "factor": 2}),

@@ -202,10 +202,19 @@ def test_host_memory_limit_counts_the_new_replica_memory():
     assert only(decide(config, State(), [alert("Backlog")], obs_all(agents=2, workers=1), T0)).outcome == "act"
 
 
-def test_host_limit_with_an_unreadable_target_blocks_scale_up():
-    config = cfg([SCALE], limits={"max_total_replicas": 50})
-    observed = {**obs_all(), "workers": None}
-    assert only(decide(config, State(), [alert("Backlog")], observed, T0)).reason == "host_limit"
+def test_host_limit_counts_the_targets_it_can_read_and_names_the_others():
+    """An unobservable target (a Swarm service on an engine without Swarm) no longer blocks every
+    scale-up: the limit is computed over the targets that were read, and the decision says which
+    were left out. Before, the decision was skipped: host_limit, "replica count of a target unknown"."""
+    config = cfg([SCALE], limits={"max_total_replicas": 3, "max_total_memory_bytes": "8GiB"})
+    observed = {**obs_all(agents=2, workers=1), "workers": None}
+    d = only(decide(config, State(), [alert("Backlog")], observed, T0))
+    assert (d.outcome, d.current, d.desired) == ("act", 2, 3)
+    assert d.detail == "host limits counted without workers (could not be observed)"
+    # The limit still holds over what was read: agents 2 x 2 GiB + box 2 GiB + one more 2 GiB > 7 GiB.
+    tight = cfg([SCALE], limits={"max_total_memory_bytes": "7GiB"})
+    d = only(decide(tight, State(), [alert("Backlog", starts="t2")], observed, T0))
+    assert d.reason == "host_limit" and "without workers" in d.detail
 
 
 # cooldowns and rate limit -----------------------------------------------------------------------

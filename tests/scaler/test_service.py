@@ -15,7 +15,7 @@ from agentwatch.local.scrape import Scrape
 from agentwatch.scaler.app import SCALER_KEY, create_app
 from tests.scaler.helpers import TOKEN, ScalerProcess, StandIn, ThreadedApp, config, http, payload, raw_alert
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
 class Chat:

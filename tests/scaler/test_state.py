@@ -70,7 +70,8 @@ def test_corrupt_state_file_is_set_aside_not_fatal(tmp_path):
 
 def test_state_is_replaced_atomically(tmp_path):
     store = StateStore(tmp_path / "sub" / "state.json")
-    state = State(cooldowns={"t|a": 123.0}, seen={"k": 456.0})
+    state = State(cooldowns={"t|a": 123.0})
+    state.mark_seen("rule|fp|2024-01-01T00:00:00Z|firing", 400.0, 56.0, 100)
     store.save(state)
     store.save(state)
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["state.json"], "no temp file left behind"

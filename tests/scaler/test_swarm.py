@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +18,25 @@ pytestmark = pytest.mark.docker
 MiB = 1024 * 1024
 
 
+GWBRIDGE = Path("/sys/class/net/docker_gwbridge")
+
+
 @pytest.fixture(scope="module")
 def swarm():
-    """Its own dockerd (not the shared one), in a single-node swarm bound to loopback; left and stopped after."""
+    """Its own dockerd (not the shared one), in a single-node swarm bound to loopback; left and stopped after.
+
+    A swarm engine creates the ``docker_gwbridge`` interface in the host's network namespace and does not
+    remove it when it stops: the fixture removes it too, unless it was there before (someone else's).
+    """
+    had_gwbridge = GWBRIDGE.exists()
+    try:
+        yield from _swarm_engine()
+    finally:
+        if not had_gwbridge and GWBRIDGE.exists():
+            subprocess.run(["ip", "link", "delete", "docker_gwbridge"], capture_output=True, check=False)
+
+
+def _swarm_engine():
     with private_engine() as engine:
         assert engine.client is not None
         engine.client.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{free_port()}")

@@ -43,3 +43,8 @@ class Collector(ABC):
     @abstractmethod
     async def collect(self) -> list[Metric]:
         """Return this source's metric families for one snapshot; raise on failure."""
+
+    def known(self) -> list[Metric]:
+        """What this collector can report without asking its source, for a cycle whose ``collect``
+        timed out (its source down, its last-known state marked as such). Default: nothing."""
+        return []

@@ -6,12 +6,19 @@ container's cgroup is found from ``/proc/<pid>/cgroup`` of its init process, whi
 under each hierarchy whatever the cgroup driver (cgroupfs ``/docker/<id>`` or systemd
 ``/system.slice/docker-<id>.scope``). Every function here only reads files and returns numbers;
 any missing or malformed file raises ``CgroupUnavailable`` so the caller can fall back to the API.
+
+Cost: a container's read is about ten small files, each one ``open``/``read``/``close`` into a
+small buffer (``procscan.read_bytes``), parsed as bytes. Where the files are and which optional
+ones exist is worked out once per container (``CgroupTree.locate``), not once per read, so a
+cycle costs little more than the kernel's own work of producing the files' contents.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+from agentwatch.collectors.procscan import read_bytes
 
 #: A v1 limit at or above this is the kernel's "no limit" (PAGE_COUNTER_MAX rounded to pages).
 V1_UNLIMITED = 1 << 62
@@ -60,19 +67,43 @@ class ContainerStats:
     memory_oom_kills: int | None = None
 
 
-def _read(path: str, limit: int = 1 << 20) -> str:
+def _read(path: str, limit: int = 1 << 20) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            return fh.read(limit).decode("ascii", "replace")
+        return read_bytes(path, limit)
     except OSError as exc:
         raise CgroupUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _int(text: str, what: str) -> int:
+def _int(text: bytes | str, what: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
         raise CgroupUnavailable(f"{what}: expected an integer, got {text.strip()[:40]!r}") from None
+
+
+def _keyed(data: bytes) -> dict[bytes, bytes]:
+    """``key value`` lines as raw pairs: one split in C when every line has that shape."""
+    tokens = data.split()
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if len(tokens) == 2 * lines:
+        return dict(zip(tokens[0::2], tokens[1::2], strict=True))
+    out = {}
+    for line in data.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[0]] = parts[1]
+    return out
+
+
+def _num(pairs: dict[bytes, bytes], key: bytes, default: int = 0) -> int:
+    """One value of ``_keyed``'s pairs; a value that is not an integer counts as missing."""
+    value = pairs.get(key)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default
 
 
 def parse_flat_keyed(text: str) -> dict[str, int]:
@@ -85,45 +116,56 @@ def parse_flat_keyed(text: str) -> dict[str, int]:
     return out
 
 
-def parse_v1_blkio(text: str) -> tuple[int, int]:
+def parse_v1_blkio(text: str | bytes) -> tuple[int, int]:
     """(read, write) bytes summed over devices from ``8:0 Read 4096`` lines (``Total`` skipped)."""
+    return _v1_blkio(text.encode() if isinstance(text, str) else text) or (0, 0)
+
+
+def _v1_blkio(data: bytes) -> tuple[int, int] | None:
+    """(read, write) as ``parse_v1_blkio``; None when the file has no Read or Write line at all."""
     read = write = 0
-    for line in text.splitlines():
+    seen = False
+    for line in data.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[2].isdigit():
-            if parts[1] == "Read":
-                read += int(parts[2])
-            elif parts[1] == "Write":
-                write += int(parts[2])
-    return read, write
+        op = parts[1] if len(parts) > 1 else b""
+        if op == b"Read" or op == b"Write":
+            seen = True
+            if len(parts) == 3 and parts[2].isdigit():
+                if op == b"Read":
+                    read += int(parts[2])
+                else:
+                    write += int(parts[2])
+    return (read, write) if seen else None
 
 
-def parse_v2_io_stat(text: str) -> tuple[int, int]:
+def parse_v2_io_stat(text: str | bytes) -> tuple[int, int]:
     """(read, write) bytes summed over devices from io.stat's ``rbytes=``/``wbytes=`` fields."""
+    data = text.encode() if isinstance(text, str) else text
     read = write = 0
-    for line in text.splitlines():
-        for field in line.split()[1:]:
-            key, _, value = field.partition("=")
-            if key == "rbytes" and value.isdigit():
+    for line in data.splitlines():
+        for item in line.split()[1:]:
+            key, _, value = item.partition(b"=")
+            if key == b"rbytes" and value.isdigit():
                 read += int(value)
-            elif key == "wbytes" and value.isdigit():
+            elif key == b"wbytes" and value.isdigit():
                 write += int(value)
     return read, write
 
 
-def parse_v2_max(text: str) -> int:
+def parse_v2_max(text: str | bytes) -> int:
     """memory.max: ``max`` means unlimited (0 here)."""
     value = text.strip()
-    return 0 if value == "max" else _int(value, "memory.max")
+    return 0 if value in ("max", b"max") else _int(value, "memory.max")
 
 
-def parse_net_dev(text: str) -> NetStats:
+def parse_net_dev(text: str | bytes) -> NetStats:
     """/proc/<pid>/net/dev summed over every interface but lo."""
+    data = text.encode() if isinstance(text, str) else text
     out = NetStats()
-    for line in text.splitlines()[2:]:
-        name, sep, rest = line.partition(":")
+    for line in data.splitlines()[2:]:
+        name, sep, rest = line.partition(b":")
         fields = rest.split()
-        if not sep or name.strip() == "lo" or len(fields) < 11:
+        if not sep or name.strip() == b"lo" or len(fields) < 11:
             continue
         try:
             out.rx_bytes += int(fields[0])
@@ -131,7 +173,8 @@ def parse_net_dev(text: str) -> NetStats:
             out.tx_bytes += int(fields[8])
             out.tx_errors += int(fields[10])
         except ValueError:
-            raise CgroupUnavailable(f"net/dev: unexpected line {line.strip()[:60]!r}") from None
+            raise CgroupUnavailable(f"net/dev: unexpected line {line.strip()[:60].decode(errors='replace')!r}") \
+                from None
     return out
 
 
@@ -158,6 +201,39 @@ class ContainerCgroup:
 
     version: int
     dirs: dict[str, str]
+    #: v1: the block IO files this cgroup has, in the order they are tried (None: try them all).
+    #: Which ones exist depends on the kernel's IO schedulers, so ``locate`` looks once.
+    blkio: tuple[str, ...] | None = None
+
+    def files(self) -> list[str]:
+        """The files one ``CgroupTree.read`` of this cgroup opens, the optional ones included.
+
+        The benchmark reads exactly these, bare, as the floor the collector is compared with.
+        """
+        if self.version == 2:
+            d = self.dirs[""]
+            return [f"{d}/{name}" for name in _V2_FILES]
+        mem = self.dirs["memory"]
+        out = [f"{mem}/memory.usage_in_bytes", f"{mem}/memory.limit_in_bytes", f"{mem}/memory.stat"]
+        if "cpuacct" in self.dirs:
+            out.append(f"{self.dirs['cpuacct']}/cpuacct.usage")
+        if "cpu" in self.dirs:
+            out.append(f"{self.dirs['cpu']}/cpu.stat")
+        out += _blkio_files(self.dirs, self.blkio)
+        if "pids" in self.dirs:
+            out.append(f"{self.dirs['pids']}/pids.current")
+        out.append(f"{mem}/memory.oom_control")
+        return out
+
+
+#: What a v2 read opens, in order; io.stat, pids.current and memory.events may be missing.
+_V2_FILES = ("memory.current", "memory.max", "memory.stat", "cpu.stat", "io.stat", "pids.current", "memory.events")
+
+
+def _blkio_files(dirs: dict[str, str], present: tuple[str, ...] | None) -> list[str]:
+    if "blkio" not in dirs:
+        return []
+    return [f"{dirs['blkio']}/{name}" for name in (_V1_BLKIO_FILES if present is None else present)]
 
 
 def _working_set(usage: int, inactive_file: int) -> int:
@@ -214,7 +290,7 @@ class CgroupTree:
         The path must name the container id: a pid that was reused, or a pid from another host's
         engine, must never be read as this container.
         """
-        v1, unified = parse_proc_cgroup(_read(f"{proc_root}/{pid}/cgroup", 1 << 16))
+        v1, unified = parse_proc_cgroup(_read(f"{proc_root}/{pid}/cgroup", 1 << 16).decode("ascii", "replace"))
         if self.version == 2:
             if unified is None:
                 raise CgroupUnavailable(f"pid {pid} has no unified cgroup line")
@@ -229,45 +305,51 @@ class CgroupTree:
         if self.version == 2:
             return ContainerCgroup(2, {"": f"{self.root}{paths['']}"})
         dirs = {c: f"{self._v1_mounts[c]}{p}" for c, p in paths.items() if c in self._v1_mounts}
-        return ContainerCgroup(1, dirs)
+        blkio = tuple(name for name in _V1_BLKIO_FILES if "blkio" in dirs
+                      and os.path.exists(f"{dirs['blkio']}/{name}"))
+        return ContainerCgroup(1, dirs, blkio)
 
     def read(self, cg: ContainerCgroup) -> ContainerStats:
         """Memory, CPU, throttling, block IO and pids of one container."""
-        return read_v2(cg.dirs[""]) if cg.version == 2 else read_v1(cg.dirs)
+        return read_v2(cg.dirs[""]) if cg.version == 2 else read_v1(cg.dirs, cg.blkio)
 
 
-def read_v1(dirs: dict[str, str]) -> ContainerStats:
-    """cgroup v1: one directory per controller (cpu and cpuacct may be the same one)."""
+def read_v1(dirs: dict[str, str], blkio: tuple[str, ...] | None = None) -> ContainerStats:
+    """cgroup v1: one directory per controller (cpu and cpuacct may be the same one).
+
+    ``blkio`` names the block IO files known to exist (``ContainerCgroup.blkio``); the first one
+    with Read or Write lines counts, as runc reads them.
+    """
     mem = dirs["memory"]
     usage = _int(_read(f"{mem}/memory.usage_in_bytes"), "memory.usage_in_bytes")
     limit = _int(_read(f"{mem}/memory.limit_in_bytes"), "memory.limit_in_bytes")
-    stat = parse_flat_keyed(_read(f"{mem}/memory.stat"))
+    stat = _keyed(_read(f"{mem}/memory.stat"))
     cpu_seconds = 0.0
     if "cpuacct" in dirs:
         cpu_seconds = _int(_read(f"{dirs['cpuacct']}/cpuacct.usage"), "cpuacct.usage") / 1e9
-    cpu_stat = parse_flat_keyed(_read(f"{dirs['cpu']}/cpu.stat")) if "cpu" in dirs else {}
+    cpu_stat = _keyed(_read(f"{dirs['cpu']}/cpu.stat")) if "cpu" in dirs else {}
     read = write = 0
-    if "blkio" in dirs:
-        for name in _V1_BLKIO_FILES:
-            try:
-                text = _read(f"{dirs['blkio']}/{name}")
-            except CgroupUnavailable:
-                continue
-            if any(line.split()[1:2] in (["Read"], ["Write"]) for line in text.splitlines()):
-                read, write = parse_v1_blkio(text)
-                break
+    for path in _blkio_files(dirs, blkio):
+        try:
+            found = _v1_blkio(_read(path))
+        except CgroupUnavailable:
+            continue
+        if found is not None:
+            read, write = found
+            break
     pids = _int(_read(f"{dirs['pids']}/pids.current"), "pids.current") if "pids" in dirs else 0
-    oom_kills = _optional_key(f"{mem}/memory.oom_control", "oom_kill")  # kernel 4.13+
+    oom_kills = _optional_key(f"{mem}/memory.oom_control", b"oom_kill")  # kernel 4.13+
+    inactive = _num(stat, b"total_inactive_file", _num(stat, b"inactive_file"))
     return ContainerStats(
         memory_usage=usage,
-        memory_working_set=_working_set(usage, stat.get("total_inactive_file", stat.get("inactive_file", 0))),
+        memory_working_set=_working_set(usage, inactive),
         memory_limit=0 if limit >= V1_UNLIMITED else limit,
-        memory_rss=stat.get("total_rss", stat.get("rss", 0)),
-        memory_cache=stat.get("total_cache", stat.get("cache", 0)),
+        memory_rss=_num(stat, b"total_rss", _num(stat, b"rss")),
+        memory_cache=_num(stat, b"total_cache", _num(stat, b"cache")),
         cpu_seconds=cpu_seconds,
-        cpu_periods=cpu_stat.get("nr_periods", 0),
-        cpu_throttled_periods=cpu_stat.get("nr_throttled", 0),
-        cpu_throttled_seconds=cpu_stat.get("throttled_time", 0) / 1e9,
+        cpu_periods=_num(cpu_stat, b"nr_periods"),
+        cpu_throttled_periods=_num(cpu_stat, b"nr_throttled"),
+        cpu_throttled_seconds=_num(cpu_stat, b"throttled_time") / 1e9,
         blkio_read_bytes=read,
         blkio_write_bytes=write,
         pids=pids,
@@ -275,11 +357,15 @@ def read_v1(dirs: dict[str, str]) -> ContainerStats:
     )
 
 
-def _optional_key(path: str, key: str) -> int | None:
+def _optional_key(path: str, key: bytes) -> int | None:
     """One counter of a flat-keyed file, or None when the file or the key is missing."""
     try:
-        return parse_flat_keyed(_read(path)).get(key)
+        value = _keyed(_read(path)).get(key)
     except CgroupUnavailable:
+        return None
+    try:
+        return None if value is None else int(value)
+    except ValueError:
         return None
 
 
@@ -287,8 +373,8 @@ def read_v2(path: str) -> ContainerStats:
     """cgroup v2: everything in one directory."""
     usage = _int(_read(f"{path}/memory.current"), "memory.current")
     limit = parse_v2_max(_read(f"{path}/memory.max"))
-    stat = parse_flat_keyed(_read(f"{path}/memory.stat"))
-    cpu_stat = parse_flat_keyed(_read(f"{path}/cpu.stat"))
+    stat = _keyed(_read(f"{path}/memory.stat"))
+    cpu_stat = _keyed(_read(f"{path}/cpu.stat"))
     try:
         read, write = parse_v2_io_stat(_read(f"{path}/io.stat"))
     except CgroupUnavailable:  # io controller not enabled for this subtree
@@ -299,18 +385,18 @@ def read_v2(path: str) -> ContainerStats:
         pids = 0
     return ContainerStats(
         memory_usage=usage,
-        memory_working_set=_working_set(usage, stat.get("inactive_file", 0)),
+        memory_working_set=_working_set(usage, _num(stat, b"inactive_file")),
         memory_limit=limit,
-        memory_rss=stat.get("anon", 0),
-        memory_cache=stat.get("file", 0),
-        cpu_seconds=cpu_stat.get("usage_usec", 0) / 1e6,
-        cpu_periods=cpu_stat.get("nr_periods", 0),
-        cpu_throttled_periods=cpu_stat.get("nr_throttled", 0),
-        cpu_throttled_seconds=cpu_stat.get("throttled_usec", 0) / 1e6,
+        memory_rss=_num(stat, b"anon"),
+        memory_cache=_num(stat, b"file"),
+        cpu_seconds=_num(cpu_stat, b"usage_usec") / 1e6,
+        cpu_periods=_num(cpu_stat, b"nr_periods"),
+        cpu_throttled_periods=_num(cpu_stat, b"nr_throttled"),
+        cpu_throttled_seconds=_num(cpu_stat, b"throttled_usec") / 1e6,
         blkio_read_bytes=read,
         blkio_write_bytes=write,
         pids=pids,
-        memory_oom_kills=_optional_key(f"{path}/memory.events", "oom_kill"),
+        memory_oom_kills=_optional_key(f"{path}/memory.events", b"oom_kill"),
     )
 
 

@@ -20,26 +20,34 @@ once, in the window between that run's end and the next start). While the engine
 (its last 256 events) no longer holds that event, a restarted container's exit code is unknown
 and ``agentwatch_container_last_exit_code`` is left out for it.
 
-Every SDK call runs in the pool, never on the event loop. An engine that cannot be reached is a
-state (``agentwatch_docker_up 0``, one warning, the client re-created on a later cycle); any other
-failure (a malformed response, a call that hangs past the SDK timeout) raises, so the collection
-loop counts it in ``agentwatch_collector_errors_total`` while the other collectors carry on.
+Every SDK call runs in the pool, never on the event loop. An engine that does not answer is a
+state, not a collector failure: unreachable (nothing listens) or silent (hung, stopped, or too slow:
+the cycle's engine calls did not all answer within ``answer_budget`` of the collector's timeout).
+Then ``agentwatch_docker_up`` is 0 (one warning until it answers again) and the containers' series
+from the last collection the engine answered are served as they were, for at most
+``docker.keep_last_known_seconds``: a container alert does not resolve because the engine hung, and
+``agentwatch_container_last_seen_timestamp_seconds`` shows how old they are. Any other failure (a
+malformed response) raises, so the collection loop counts it in ``agentwatch_collector_errors_total``
+while the other collectors carry on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import docker
 from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
 
 from agentwatch import catalog
 from agentwatch.collectors import container_stats_api
@@ -56,19 +64,28 @@ from agentwatch.config import DockerConfig
 from agentwatch.engine import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
+    answer_budget,
     engine_host,
     is_local,
+    is_silent,
     is_unreachable,
     make_client,
     sdk_timeout,
 )
 from agentwatch.log import OnceLogger
+from agentwatch.readings import ContainerReading, Readings
 
 log = logging.getLogger("agentwatch.containers")
 
 SOURCES = ("cgroup", "api")
 #: Longest an inspect is reused for a container whose listing entry has not changed (seconds).
 INSPECT_MAX_AGE = 30.0
+
+
+def inspect_max_age(container_id: str) -> float:
+    """INSPECT_MAX_AGE scaled by 0.75 to 1 after the id, so containers discovered together do not
+    all need a new inspect in the same cycle (a burst of N engine calls every 30 s)."""
+    return INSPECT_MAX_AGE * (0.75 + 0.25 * zlib.crc32(container_id.encode()) / 2**32)
 #: Families about the engine itself, made once per cycle by ``_engine_families``.
 ENGINE_FAMILIES = ("agentwatch_docker_up", "agentwatch_docker_stats_source")
 
@@ -152,11 +169,101 @@ def _check_listing(listing: Any) -> list[dict[str, Any]]:
     return listing
 
 
+#: The parts of an inspect this collector reads; only these are cached (up to INSPECT_MAX_AGE). The
+#: rest, Config with the container's environment above all, is dropped as soon as it is parsed.
+INSPECT_KEPT = ("Id", "State", "HostConfig", "RestartCount", "Path", "Args")
+HOST_CONFIG_KEPT = ("RestartPolicy", "Memory", "NanoCpus", "CpuQuota", "CpuPeriod", "NetworkMode")
+
+
 def _check_inspect(data: Any, container_id: str) -> dict[str, Any]:
     if not (isinstance(data, dict) and isinstance(data.get("State"), dict)
             and isinstance(data.get("HostConfig", {}), dict)):
         raise ValueError(f"/containers/{container_id[:12]}/json: expected an object with State and HostConfig")
-    return data
+    kept = {key: data[key] for key in INSPECT_KEPT if key in data}
+    if "HostConfig" in kept:
+        kept["HostConfig"] = {key: value for key, value in kept["HostConfig"].items() if key in HOST_CONFIG_KEPT}
+    return kept
+
+
+class _Rows:
+    """Samples appended straight to this cycle's families.
+
+    ``add_metric`` builds a label dict per sample; a container's 37 series share one (or, for the
+    families with an extra label such as ``state``, one per value), made once per inspect.
+    """
+
+    def __init__(self, fams: Mapping[str, Metric], extra: Sequence[str]) -> None:
+        self.samples = {name: fam.samples for name, fam in fams.items()}
+        #: The sample name each family's series carry (a counter's ends in ``_total``).
+        self.names = {name: fam.name + "_total" if fam.type == "counter" else fam.name for name, fam in fams.items()}
+        self.label_names = {name: (*catalog.spec(name).labels, *extra) for name in fams}
+
+    def put(self, family: str, labels: dict[str, str], value: float) -> None:
+        self.samples[family].append(_sample((self.names[family], labels, value, *_NO_EXTRAS)))
+
+    def sample(self, family: str, values: Sequence[str], value: float) -> Sample:
+        return _sample((self.names[family], dict(zip(self.label_names[family], values, strict=True)), value,
+                        *_NO_EXTRAS))
+
+
+#: A Sample made without the namedtuple's Python-level ``__new__`` (a third of the families' cost):
+#: name, labels, value, then None for timestamp, exemplar and whatever this prometheus_client adds.
+_NO_EXTRAS = (None,) * (len(Sample._fields) - 3)
+
+
+_sample: Callable[[tuple[Any, ...]], Sample] = functools.partial(tuple.__new__, Sample)
+
+
+@dataclass(slots=True)
+class _StaticRows:
+    """A container's samples that only change with its inspect or its listing labels."""
+
+    inspect: dict[str, Any]
+    labels: list[str]
+    base: dict[str, str]
+    rows: list[tuple[str, Sample]]
+    inspect_limit: float
+    host_network: bool
+
+    @classmethod
+    def of(cls, c: _Container, out: _Rows) -> _StaticRows:
+        base_values = c.labels
+        state = c.inspect["State"]
+        host = c.inspect.get("HostConfig") or {}
+        status = str(state.get("Status") or "unknown")
+        health = str((state.get("Health") or {}).get("Status") or "none")
+        policy = host.get("RestartPolicy") or {}
+        policy_name = str(policy.get("Name") or "no")
+        head, tail = base_values[:4], base_values[4:]
+        base = dict(zip(out.label_names["agentwatch_container_restarts_total"], base_values, strict=True))
+        rows: list[tuple[str, Sample]] = []
+
+        def add(family: str, value: float, inserted: str | None = None) -> None:
+            if inserted is None:
+                rows.append((family, _sample((out.names[family], base, value, *_NO_EXTRAS))))
+            else:
+                rows.append((family, out.sample(family, [*head, inserted, *tail], value)))
+
+        add("agentwatch_container_info", 1, c.id[:12])
+        for s in (*catalog.CONTAINER_STATES, *(() if status in catalog.CONTAINER_STATES else (status,))):
+            add("agentwatch_container_state", 1 if s == status else 0, s)
+        for s in (*catalog.HEALTH_STATES, *(() if health in catalog.HEALTH_STATES else (health,))):
+            add("agentwatch_container_health_status", 1 if s == health else 0, s)
+        add("agentwatch_container_restart_policy", 1, policy_name)
+        add("agentwatch_container_restart_policy_max_retries",
+            (policy.get("MaximumRetryCount") or 0) if policy_name == "on-failure" else 0)
+        add("agentwatch_container_restarts_total", c.inspect.get("RestartCount") or 0)
+        add("agentwatch_container_oom_killed", 1 if state.get("OOMKilled") else 0)
+        add("agentwatch_container_start_time_seconds", docker_time(state.get("StartedAt")))
+        add("agentwatch_container_finish_time_seconds", docker_time(state.get("FinishedAt")))
+        add("agentwatch_container_cpu_limit_cores", cpu_limit_cores(host))
+        return cls(c.inspect, list(base_values), base, rows, host.get("Memory") or 0,
+                   host.get("NetworkMode") == "host")
+
+    def extend_into(self, out: _Rows) -> None:
+        samples = out.samples
+        for family, sample in self.rows:
+            samples[family].append(sample)
 
 
 class ContainerCollector(Collector):
@@ -164,11 +271,16 @@ class ContainerCollector(Collector):
 
     name = "containers"
 
-    def __init__(self, config: DockerConfig) -> None:
+    def __init__(self, config: DockerConfig, readings: Readings | None = None) -> None:
         super().__init__(timeout=config.timeout_seconds, max_workers=config.max_concurrency)
         self.config = config
+        self.readings = readings  # the insights collector's board, when on
         self.host = engine_host(config.host)
         self._sdk_timeout = sdk_timeout(config.timeout_seconds)
+        self._budget = answer_budget(config.timeout_seconds)
+        #: (monotonic time, the container families) of the last collection the engine answered
+        self._last_known: tuple[float, list[Metric]] | None = None
+        self._listed_at = 0.0
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
         self._once = OnceLogger(log)
@@ -176,6 +288,8 @@ class ContainerCollector(Collector):
         self._tree = CgroupTree(config.cgroup_root)
         self._cgroups: dict[str, tuple[int, ContainerCgroup]] = {}
         self._inspected: dict[str, tuple[ListingKey, float, dict[str, Any]]] = {}
+        #: id -> the samples its current inspect and labels give (rebuilt when either changes)
+        self._static: dict[str, _StaticRows] = {}
         #: id -> (FinishedAt of the container's last run, its exit code; None when unknown)
         self._exits: dict[str, tuple[str, int | None]] = {}
         self._name_re = re.compile(config.name_filter) if config.name_filter else None
@@ -189,6 +303,10 @@ class ContainerCollector(Collector):
         with self._client_lock:
             if self._client is None:
                 self._client = make_client(self.config.host, self._sdk_timeout, self.config.max_concurrency + 2)
+                if is_local(self.host):
+                    # No proxy or netrc applies to a unix socket; looking them up in the environment
+                    # is half of requests' own CPU per call (issue 14's profile).
+                    self._client.api.trust_env = False
             return self._client
 
     def _drop_client(self) -> None:
@@ -238,12 +356,31 @@ class ContainerCollector(Collector):
 
     # --- cgroup path (one pool call for all containers) ----------------------------------
 
-    def _read_cgroups(self, containers: Sequence[_Container]) -> dict[str, str]:
-        """Fill ``stats`` from cgroup files; return id -> why not, for the ones that failed."""
+    def _read_known(self) -> dict[str, tuple[int, ContainerStats]]:
+        """id -> (pid, stats) of every container whose cgroup an earlier cycle located.
+
+        Runs while the engine answers the listing: these reads need only the pid and directories
+        already known, so the two waits overlap instead of adding up. Nothing is changed here; a
+        container whose read fails, or whose pid the listing shows has changed, is read again
+        after the listing the usual way (``_read_cgroups``).
+        """
+        out = {}
+        for cid, (pid, cgroup) in list(self._cgroups.items()):
+            try:
+                stats = self._tree.read(cgroup)
+                stats.net = read_net(self.config.proc_root, pid)
+            except CgroupUnavailable:
+                continue
+            out[cid] = (pid, stats)
+        return out
+
+    def _read_cgroups(self, containers: Sequence[_Container], live: set[str]) -> dict[str, str]:
+        """Fill ``stats`` from cgroup files; return id -> why not, for the ones that failed.
+
+        ``live`` holds every running container's id: the cgroups of the others are forgotten.
+        """
         failed: dict[str, str] = {}
-        live = set()
         for c in containers:
-            live.add(c.id)
             try:
                 cached = self._cgroups.get(c.id)
                 if cached is None or cached[0] != c.pid:
@@ -288,22 +425,62 @@ class ContainerCollector(Collector):
 
     async def collect(self) -> list[Metric]:
         try:
+            containers = await asyncio.wait_for(self._read_engine(), self._budget)
+        except Exception as exc:
+            if is_unreachable(exc):
+                await asyncio.to_thread(self._drop_client)  # not the pool: hung calls may fill it
+                return self._engine_down(f"unreachable: {exc}")
+            if is_silent(exc):  # the client stays: a hung daemon's socket still takes connections
+                return self._engine_down(f"no answer within {self._budget:g}s")
+            raise
+        self._once.cleared("engine", "Docker engine reachable again at %s", self.host or "the default socket")
+        if self.readings is not None:
+            self._publish(containers, self.readings)
+        families = self._families(containers)
+        self._last_known = (time.monotonic(), [f for f in families if f.name not in ENGINE_FAMILIES])
+        return families
+
+    def known(self) -> list[Metric]:
+        """After a timed-out collection: the engine as down and the containers' last-known series."""
+        return [*self._engine_families(up=False, used=set()), *self._known_containers()]
+
+    async def _read_engine(self) -> list[_Container]:
+        early: asyncio.Future[dict[str, tuple[int, ContainerStats]]] | None = None
+        if self._cgroups:  # located last cycle: read them while the engine lists (``_read_known``)
+            early = asyncio.ensure_future(self.run_sync(self._read_known))
+            early.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
             containers = await self._discover()
             await self._learn_exit_codes(containers)
-            await self._fill_stats(containers)
-        except Exception as exc:
-            if not is_unreachable(exc):
-                raise
-            await self.run_sync(self._drop_client)
-            self._once.problem("engine", "Docker engine unreachable at %s (%s); reporting agentwatch_docker_up 0 "
-                               "and retrying each cycle", self.host or "the default socket", exc,
-                               docker_host=self.host or "default")
-            return self._engine_families(up=False, used=set())
-        self._once.cleared("engine", "Docker engine reachable again at %s", self.host or "the default socket")
-        return self._families(containers)
+            known = await early if early is not None else {}
+        finally:
+            if early is not None and not early.done():
+                early.cancel()
+        await self._fill_stats(containers, known)
+        return containers
+
+    def _engine_down(self, why: str) -> list[Metric]:
+        self._once.problem("engine", "Docker engine at %s does not answer (%s); reporting agentwatch_docker_up 0 "
+                           "with the containers' last-known series for up to %gs (docker.keep_last_known_seconds),"
+                           " retrying each cycle", self.host or "the default socket", why,
+                           self.config.keep_last_known_seconds, docker_host=self.host or "default")
+        return self.known()
+
+    def _known_containers(self) -> list[Metric]:
+        """The container families of the last collection the engine answered, while not too old."""
+        if self._last_known is None:
+            return []
+        seen, families = self._last_known
+        if time.monotonic() - seen > self.config.keep_last_known_seconds:
+            self._last_known = None
+            log.info("the Docker engine has not answered for over %gs: dropping the containers' last-known series",
+                     self.config.keep_last_known_seconds)
+            return []
+        return families
 
     async def _discover(self) -> list[_Container]:
         selected = self._select(await self.run_sync(self._list))
+        self._listed_at = time.time()
         now = time.monotonic()
         keys = {item["Id"]: listing_key(item) for item, _ in selected}
         for stale in self._inspected.keys() - keys.keys():
@@ -352,19 +529,35 @@ class ContainerCollector(Collector):
         the container has been up or exited. A restart or a new exit shows as a new state or a
         duration that went backwards; the age bound catches what the listing cannot show (a
         ``docker update``). Comparing durations instead of the text keeps the cache hitting while
-        "Up 40 seconds" ticks on.
+        "Up 40 seconds" ticks on. The bound is spread by container id (``inspect_max_age``).
         """
         cached = self._inspected.get(cid)
-        if cached is None or now - cached[1] >= INSPECT_MAX_AGE:
+        if cached is None or now - cached[1] >= inspect_max_age(cid):
             return False
         (state, marks, seconds), (old_state, old_marks, old_seconds) = key, cached[0]
         return state == old_state and marks == old_marks and seconds >= old_seconds
 
-    async def _fill_stats(self, containers: list[_Container]) -> None:
+    async def _fill_stats(self, containers: list[_Container],
+                          known: dict[str, tuple[int, ContainerStats]] | None = None) -> None:
+        """Stats of the running containers: ``known`` (read during the listing) where the pid is
+        still the same, the cgroup files for the others, the API for what cgroups cannot give."""
         running = [c for c in containers if c.pid > 0]
         todo = running
         if self._try_cgroup and running and (self.config.stats_source == "cgroup" or self._tree.readable()):
-            failed = await self.run_sync(self._read_cgroups, running)
+            late = []
+            for c in running:
+                got = (known or {}).get(c.id)
+                if got is not None and got[0] == c.pid:
+                    c.stats, c.source = got[1], "cgroup"
+                else:
+                    late.append(c)
+            live = {c.id for c in running}
+            if late:
+                failed = await self.run_sync(self._read_cgroups, late, live)
+            else:
+                failed = {}
+                for stale in self._cgroups.keys() - live:
+                    del self._cgroups[stale]
             if failed and self.config.stats_source == "cgroup":
                 sample = next(iter(failed.items()))
                 self._once.problem("cgroup", "cannot read cgroup files of %d containers (stats_source: cgroup), "
@@ -395,41 +588,25 @@ class ContainerCollector(Collector):
         return [docker_up, source]
 
     def _families(self, containers: list[_Container]) -> list[Metric]:
+        """This cycle's families, samples appended straight to them (see ``_Rows``)."""
         extra = [metric for _, metric in self._extra]
         fams = {s.name: catalog.scalar(s.name, extra) for s in catalog.DOCKER if s.name not in ENGINE_FAMILIES}
-
-        def put(name: str, labels: list[str], value: float) -> None:
-            fams[name].add_metric(labels, value)
-
+        rows = _Rows(fams, extra)
+        static: dict[str, _StaticRows] = {}
         for c in containers:
-            base = c.labels
-            state = c.inspect["State"]
-            host = c.inspect.get("HostConfig") or {}
-            status = str(state.get("Status") or "unknown")
-            health = str((state.get("Health") or {}).get("Status") or "none")
-            policy = host.get("RestartPolicy") or {}
-            policy_name = str(policy.get("Name") or "no")
-
-            fams["agentwatch_container_info"].add_metric([*base[:4], c.id[:12], *base[4:]], 1)
-            for s in (*catalog.CONTAINER_STATES, *(() if status in catalog.CONTAINER_STATES else (status,))):
-                fams["agentwatch_container_state"].add_metric([*base[:4], s, *base[4:]], 1 if s == status else 0)
-            for s in (*catalog.HEALTH_STATES, *(() if health in catalog.HEALTH_STATES else (health,))):
-                fams["agentwatch_container_health_status"].add_metric([*base[:4], s, *base[4:]],
-                                                                      1 if s == health else 0)
-            fams["agentwatch_container_restart_policy"].add_metric([*base[:4], policy_name, *base[4:]], 1)
-            put("agentwatch_container_restart_policy_max_retries", base,
-                (policy.get("MaximumRetryCount") or 0) if policy_name == "on-failure" else 0)
-            put("agentwatch_container_restarts_total", base, c.inspect.get("RestartCount") or 0)
+            cached = self._static.get(c.id)
+            if cached is None or cached.inspect is not c.inspect or cached.labels != c.labels:
+                cached = _StaticRows.of(c, rows)
+            static[c.id] = cached
+            cached.extend_into(rows)
+            base = cached.base
+            put = rows.put
             exit_code = self._last_exit_code(c)
             if exit_code is not None:
                 put("agentwatch_container_last_exit_code", base, exit_code)
-            put("agentwatch_container_oom_killed", base, 1 if state.get("OOMKilled") else 0)
-            put("agentwatch_container_start_time_seconds", base, docker_time(state.get("StartedAt")))
-            put("agentwatch_container_finish_time_seconds", base, docker_time(state.get("FinishedAt")))
-            put("agentwatch_container_cpu_limit_cores", base, cpu_limit_cores(host))
-
+            put("agentwatch_container_last_seen_timestamp_seconds", base, self._listed_at)
             st = c.stats
-            limit = st.memory_limit if st is not None and st.memory_limit is not None else (host.get("Memory") or 0)
+            limit = st.memory_limit if st is not None and st.memory_limit is not None else cached.inspect_limit
             put("agentwatch_container_memory_limit_bytes", base, limit)
             if st is None:
                 continue
@@ -448,13 +625,35 @@ class ContainerCollector(Collector):
             put("agentwatch_container_blkio_read_bytes_total", base, st.blkio_read_bytes)
             put("agentwatch_container_blkio_write_bytes_total", base, st.blkio_write_bytes)
             put("agentwatch_container_pids", base, st.pids)
-            if st.net is not None and host.get("NetworkMode") != "host":  # the host's counters, not its own
+            if st.net is not None and not cached.host_network:  # the host's counters, not its own
                 put("agentwatch_container_network_receive_bytes_total", base, st.net.rx_bytes)
                 put("agentwatch_container_network_transmit_bytes_total", base, st.net.tx_bytes)
                 put("agentwatch_container_network_receive_errors_total", base, st.net.rx_errors)
                 put("agentwatch_container_network_transmit_errors_total", base, st.net.tx_errors)
+        self._static = static
         used = {c.source for c in containers if c.source}
         return [*self._engine_families(up=True, used=used), *fams.values()]
+
+    def _publish(self, containers: list[_Container], readings: Readings) -> None:
+        """Hand this cycle's facts to the insights collector (see agentwatch.readings)."""
+        out = []
+        for c in containers:
+            state, host = c.inspect["State"], c.inspect.get("HostConfig") or {}
+            policy = host.get("RestartPolicy") or {}
+            st = c.stats
+            limit = st.memory_limit if st is not None and st.memory_limit is not None else (host.get("Memory") or 0)
+            args = c.inspect.get("Args")
+            args = args if isinstance(args, list) else []
+            out.append(ContainerReading(
+                id=c.id, labels=tuple(c.labels), state=str(state.get("Status") or "unknown"),
+                running=is_running(state), working_set=float(st.memory_working_set) if st is not None else None,
+                limit=float(limit), started_at=docker_time(state.get("StartedAt")),
+                finished_at=docker_time(state.get("FinishedAt")), exit_code=self._last_exit_code(c),
+                oom_killed=bool(state.get("OOMKilled")), restart_count=int(c.inspect.get("RestartCount") or 0),
+                restart_policy=str(policy.get("Name") or "no"), max_retries=int(policy.get("MaximumRetryCount") or 0),
+                health=str((state.get("Health") or {}).get("Status") or "none"),
+                command=" ".join(str(a) for a in [c.inspect.get("Path") or "", *args])[:256]))
+        readings.put_containers(out, [metric for _, metric in self._extra], time.time())
 
     async def stop(self) -> None:
         await asyncio.to_thread(self._drop_client)

@@ -8,14 +8,16 @@ a non-fatal one: the item is skipped and counted, the rest is used.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import jmespath
 from jmespath.parser import ParsedResult
+from prometheus_client.utils import floatToGoString
 
 from agentwatch.config import ProbeFields
 from agentwatch.vocabulary import health_state, outcome_of
@@ -49,6 +51,9 @@ class Health:
     event_loop_lag_seconds: float | None = None
     requests_total: float | None = None
     errors_total: float | None = None
+    #: Where the server says it runs (for agentwatch_app_info).
+    container: str | None = None
+    compose_service: str | None = None
 
 
 @dataclass
@@ -80,6 +85,7 @@ class Running:
 class Deploy:
     draining: bool | None = None
     max_concurrency: float | None = None
+    queue_depth: float | None = None
 
 
 @dataclass
@@ -92,6 +98,15 @@ class Pool:
 class Counters:
     requests_total: float | None = None
     errors_total: float | None = None
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """A histogram a server reports: cumulative counts at ``le`` strings (``+Inf`` last), sum, count."""
+
+    buckets: tuple[tuple[str, float], ...]
+    sum: float
+    count: float
 
 
 def _short(value: Any) -> str:
@@ -136,6 +151,55 @@ def label(value: Any) -> str | None:
         text = str(value).strip()
         return text[:MAX_LABEL] if text else None
     return None
+
+
+def _bound(key: Any) -> float | None:
+    """A bucket's upper bound from ``"0.5"``, ``0.5``, ``"+Inf"`` or ``"inf"``; None if unusable."""
+    if isinstance(key, str):
+        try:
+            key = float(key.strip())
+        except ValueError:
+            return None
+    if isinstance(key, bool) or not isinstance(key, int | float) or math.isnan(key):
+        return None
+    return float(key)
+
+
+def _points(raw: Any) -> list[tuple[float, float]] | None:
+    """(bound, cumulative count) pairs from ``{le: count}``, ``[[le, count]]`` or ``[{le, count}]``."""
+    if isinstance(raw, dict):
+        items: list[Any] = list(raw.items())
+    elif isinstance(raw, list):
+        items = [(i.get("le"), i.get("count")) if isinstance(i, dict) else i for i in raw]
+    else:
+        return None
+    out = []
+    for item in items:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            return None
+        bound, count = _bound(item[0]), number(item[1])
+        if bound is None or count is None or count < 0:
+            return None
+        out.append((bound, count))
+    out.sort()
+    if any(b[1] < a[1] for a, b in itertools.pairwise(out)):
+        return None  # not cumulative
+    return out
+
+
+def rebucket(points: Sequence[tuple[float, float]], bounds: Sequence[float], count: float) -> list[tuple[str, float]]:
+    """Cumulative counts at ``bounds`` (then ``+Inf``) from a server's own cumulative ``points``.
+
+    A bound the server also uses keeps its count exactly (an instrumented server uses the catalog's
+    bounds, so nothing changes); any other bound gets the count of the server's largest bound below
+    it, a lower bound: latencies read slower, never faster, than they were.
+    """
+    out = []
+    for bound in bounds:
+        below = [c for b, c in points if b <= bound]
+        out.append((floatToGoString(bound), min(max(below, default=0.0), count)))
+    out.append(("+Inf", count))
+    return out
 
 
 class Fields:
@@ -211,6 +275,8 @@ class Fields:
         out.event_loop_lag_seconds = lag if lag is not None and lag >= 0 else None
         counters = self.counters(data)
         out.requests_total, out.errors_total = counters.requests_total, counters.errors_total
+        out.container = label(self.get("info_container", data))
+        out.compose_service = label(self.get("info_compose_service", data))
         return out, problems, dropped
 
     def running(self, data: Any, max_agents: int) -> tuple[Running, list[Problem]]:
@@ -277,9 +343,43 @@ class Fields:
         if raw_max is not None and out.max_concurrency is None:
             problems.append(Problem("bad_type", f"deploy status maxConcurrency: expected a number, "
                                                 f"got {_short(raw_max)}"))
-        if draining is None and raw_max is None:
-            problems.append(Problem("missing_field", "deploy status: neither draining nor maxConcurrency"))
+        out.queue_depth, queue_problems = self.queue_depth(data)
+        problems += queue_problems
+        if draining is None and raw_max is None and out.queue_depth is None:
+            problems.append(Problem("missing_field", "deploy status: neither draining, maxConcurrency nor a queue"))
         return out, problems
+
+    def queue_depth(self, data: Any) -> tuple[float | None, list[Problem]]:
+        """Work waiting for a slot: a number, or the length of a list of queued items."""
+        raw = self.get("queue_depth", data)
+        if isinstance(raw, list):
+            return float(len(raw)), []
+        depth = number(raw)
+        if depth is not None and depth >= 0:
+            return depth, []
+        if raw is None:
+            return None, []
+        return None, [Problem("bad_type", f"queue depth: expected a number or a list, got {_short(raw)}",
+                              fatal=False)]
+
+    def request_duration(self, data: Any, bounds: Sequence[float]) -> tuple[Buckets | None, list[Problem]]:
+        """The server's request-latency histogram, on ``bounds`` (see ``rebucket``)."""
+        raw = self.get("request_duration", data)
+        if raw is None:
+            return None, []
+        bad = [Problem("bad_type", "request duration: expected {buckets: {le: cumulative count}, sum, count}, "
+                                   f"got {_short(raw)}", fatal=False)]
+        if not isinstance(raw, dict):
+            return None, bad
+        points = _points(raw.get("buckets"))
+        total, count = number(raw.get("sum")), number(raw.get("count"))
+        if points is None or total is None:
+            return None, bad
+        infinite = [c for b, c in points if b == math.inf]
+        count = count if count is not None else (infinite[0] if infinite else None)
+        if count is None or count < 0 or any(c > count for _, c in points):
+            return None, bad
+        return Buckets(tuple(rebucket(points, bounds, count)), total, count), []
 
     def pools(self, data: Any, max_pools: int) -> tuple[list[Pool], list[Problem], int]:
         problems: list[Problem] = []

@@ -1,4 +1,5 @@
-"""Probes of the agent servers' own HTTP APIs: health, liveness, running agents, deploy status, pools.
+"""Probes of the agent servers' own HTTP APIs: health, liveness, running agents, deploy status, pools,
+queue depth and request latency; and ``agentwatch_app_info``, which names the container a server runs in.
 
 Each configured server is probed by its own background task on its own interval, through one shared
 ``aiohttp.ClientSession``; the endpoints of one server are fetched concurrently. ``collect()`` only
@@ -20,13 +21,14 @@ from typing import Any
 
 import aiohttp
 import prometheus_client as prom
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from agentwatch import catalog
 from agentwatch.collectors import probe_http, probe_liveness
 from agentwatch.collectors.base import Collector
 from agentwatch.collectors.probe_fields import (
     Agent,
+    Buckets,
     Check,
     Deploy,
     Fields,
@@ -50,6 +52,8 @@ OTHER = "_other"
 _PARSE_INLINE_BYTES = 256 * 1024
 #: Health answers with these statuses still carry a body worth reading (a failing health check).
 _HEALTH_BODY_STATUSES = frozenset({500, 503})
+#: The request-latency buckets every path exposes (a server's own buckets are mapped onto them).
+_LATENCY_BOUNDS = catalog.spec("agentwatch_app_request_duration_seconds").buckets or ()
 
 
 class ProbeMetrics:
@@ -114,6 +118,11 @@ class ServerProbe:
         self.pools: list[Pool] | None = None
         self.requests_total: float | None = None
         self.errors_total: float | None = None
+        self.request_duration: Buckets | None = None
+        self.queue_depth: float | None = None
+        #: Where the server says it runs; the config's container and compose_service win.
+        self.reported_container: str | None = None
+        self.reported_compose_service: str | None = None
         self.agents: list[Agent] | None = None
         self.stuck: Counter[str] = Counter()
         # kept across probes (the totals are in ``metrics``)
@@ -208,8 +217,11 @@ class ServerProbe:
                 for check in self.checks.values():
                     check.status, check.latency_seconds = "unknown", None
                 self.lag = None
+                if "deploy_status" not in self.endpoints:
+                    self.queue_depth = None
                 return []
             health, problems, dropped = self.fields.health(data, t.max_checks)
+            self.reported_container, self.reported_compose_service = health.container, health.compose_service
             self._dropped("check", dropped)
             self.health_status = health.status
             known = {c.name for c in health.checks}
@@ -223,19 +235,27 @@ class ServerProbe:
             self.lag = health.event_loop_lag_seconds
             if "stats" not in self.endpoints:
                 self._counters(health.requests_total, health.errors_total)
+                problems += self._latency(data)
+            if "deploy_status" not in self.endpoints:
+                self.queue_depth, queue_problems = self.fields.queue_depth(data)
+                problems += queue_problems
             return problems
         if ep == "stats":
             if data is not None:
                 counters = self.fields.counters(data)
                 self._counters(counters.requests_total, counters.errors_total)
-                if counters.requests_total is None and counters.errors_total is None:
-                    return [Problem("missing_field", "stats: neither requests nor errors")]
+                problems = self._latency(data)
+                if (counters.requests_total is None and counters.errors_total is None
+                        and self.fields.get("request_duration", data) is None):
+                    problems.append(Problem("missing_field", "stats: neither requests, errors nor latencies"))
+                return problems
             return []
         if ep == "deploy_status":
             if data is None:
-                self.deploy = None
+                self.deploy = self.queue_depth = None
                 return []
             self.deploy, problems = self.fields.deploy(data)
+            self.queue_depth = self.deploy.queue_depth
             return problems
         if ep == "pools":
             if data is None:
@@ -262,6 +282,13 @@ class ServerProbe:
 
     def _counters(self, requests: float | None, errors: float | None) -> None:
         self.requests_total, self.errors_total = requests, errors
+
+    def _latency(self, data: Any) -> list[Problem]:
+        """Keep the server's latency histogram; a body without one keeps the last (it only grows)."""
+        latency, problems = self.fields.request_duration(data, _LATENCY_BOUNDS)
+        if latency is not None:
+            self.request_duration = latency
+        return problems
 
     def _dropped(self, kind: str, n: int) -> None:
         self.metrics.dropped.labels(self.name, kind).inc(n)
@@ -345,9 +372,17 @@ class ServerProbe:
 
     # -- families -------------------------------------------------------------------------------
 
-    def add_to(self, fams: dict[str, GaugeMetricFamily | CounterMetricFamily], now: float) -> None:
+    def add_to(self, fams: dict[str, GaugeMetricFamily | CounterMetricFamily], latency: HistogramMetricFamily,
+               now: float) -> None:
         """The latest results as values of this collection (the totals are in ``metrics``)."""
         s = self.name
+        fams["agentwatch_app_info"].add_metric(
+            [s, self.target.container or self.reported_container or "",
+             self.target.compose_service or self.reported_compose_service or ""], 1.0)
+        if self.queue_depth is not None:
+            fams["agentwatch_app_queue_depth"].add_metric([s], self.queue_depth)
+        if self.request_duration is not None:
+            latency.add_metric([s], list(self.request_duration.buckets), self.request_duration.sum)
         for ep, state in self.endpoints.items():
             if state.success is not None:
                 fams["agentwatch_probe_success"].add_metric([s, ep], state.success)
@@ -391,12 +426,30 @@ class ServerProbe:
 
 
 #: The families this collector fills from the latest results; the totals come from ``ProbeMetrics``,
-#: and the pool wait histogram only from instrumentation.
+#: the request-latency histogram is copied from the server, and the pool wait histogram only comes
+#: from instrumentation.
 _TOTALS = ("agentwatch_probe_duration_seconds", "agentwatch_probe_http_responses_total",
            "agentwatch_probe_failures_total", "agentwatch_probe_series_dropped_total",
            "agentwatch_agent_run_duration_seconds", "agentwatch_agent_runs_total")
-_FAMILIES = tuple(spec.name for spec in catalog.PROBES
-                  if spec.name not in _TOTALS and spec.name != "agentwatch_pool_wait_seconds")
+_FAMILIES = tuple(spec.name for spec in catalog.PROBES if spec.name not in _TOTALS and spec.kind != "histogram")
+
+
+def warn_if_keyless(target: ProbeTarget) -> None:
+    """One warning at start when a key is configured but none can be read: else the only sign is a
+    stream of 401s. It names the variable and the file, never a value."""
+    missing = []
+    if target.api_key_env:
+        missing.append(f"${target.api_key_env} is not set or empty")
+    if target.api_key_file:
+        try:
+            with open(target.api_key_file, "rb") as fh:
+                fh.read(1)
+            missing.append(f"the first line of {target.api_key_file} is empty")
+        except OSError as exc:
+            missing.append(f"{target.api_key_file} cannot be read ({exc.strerror or type(exc).__name__})")
+    if missing:
+        log.warning("probe server %s: no API key (%s); probing without X-API-Key, so expect 401 answers",
+                    target.name, "; ".join(missing), extra={"server": target.name})
 
 
 class ProbeCollector(Collector):
@@ -411,7 +464,10 @@ class ProbeCollector(Collector):
         self.metrics = ProbeMetrics()
         self.servers: list[ServerProbe] = []
         for target in config.probes:  # names are unique: the config rejects repeats
-            register_secret(target.api_key())
+            key = target.api_key()
+            register_secret(key)
+            if key is None:
+                warn_if_keyless(target)
             self.servers.append(ServerProbe(target, self))
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -441,7 +497,8 @@ class ProbeCollector(Collector):
 
     async def collect(self) -> list[Metric]:
         fams = {name: catalog.scalar(name) for name in _FAMILIES}
+        latency = catalog.histogram("agentwatch_app_request_duration_seconds")
         now = time.time()
         for server in self.servers:
-            server.add_to(fams, now)
-        return [*fams.values(), *self.metrics.registry.collect()]
+            server.add_to(fams, latency, now)
+        return [*fams.values(), latency, *self.metrics.registry.collect()]

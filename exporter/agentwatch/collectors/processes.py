@@ -19,7 +19,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import prometheus_client as prom
-import psutil
 from prometheus_client.core import Metric
 
 from agentwatch import catalog
@@ -28,6 +27,7 @@ from agentwatch.collectors.base import Collector
 from agentwatch.collectors.procmatch import NO_GROUP, Matchers
 from agentwatch.config import ProcessesConfig
 from agentwatch.log import OnceLogger
+from agentwatch.readings import GroupReading, Readings
 
 log = logging.getLogger("agentwatch.processes")
 
@@ -98,14 +98,16 @@ class ProcessCollector(Collector):
 
     name = "processes"
 
-    def __init__(self, config: ProcessesConfig) -> None:
+    def __init__(self, config: ProcessesConfig, readings: Readings | None = None) -> None:
         # One worker: scans never overlap, so the caches need no lock.
         super().__init__(timeout=config.timeout_seconds, max_workers=1)
         self.config = config
+        self.readings = readings  # the insights collector's board, when on
         self.root = config.proc_root.rstrip("/") or "/"
         self.matchers = Matchers(config.groups)
         self.ticks = float(os.sysconf("SC_CLK_TCK"))
         self.page_size = os.sysconf("SC_PAGE_SIZE")
+        self.count_fds = procscan.FdCounter(self.root)
         self._self_pid = os.getpid() if os.path.realpath(self.root) == "/proc" else None
         # totals kept across scans; the series exist from the first scan, at 0
         self.registry = catalog.PrivateRegistry()
@@ -136,9 +138,21 @@ class ProcessCollector(Collector):
         start = time.perf_counter()
         result = self.scan()
         families = self.render(result)
+        if self.readings is not None:
+            self._publish(result, self.readings)
         self.last_scan_seconds = time.perf_counter() - start
         self.last_scanned = result.scanned
         return families
+
+    def _publish(self, result: ScanResult, readings: Readings) -> None:
+        """Each group's totals (all its label sets) for the insights collector."""
+        totals = {i: [0, 0] for i in range(len(self.matchers.groups))}
+        for (group, _), agg in result.aggs.items():
+            totals[group][0] += agg.count
+            totals[group][1] += agg.rss
+        groups = [GroupReading(self.matchers.groups[i].name, n, float(rss)) for i, (n, rss) in totals.items()]
+        memory = (float(result.memory[0]), float(result.memory[1])) if result.memory is not None else None
+        readings.put_groups(groups, memory, time.time())
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -147,6 +161,8 @@ class ProcessCollector(Collector):
             return procscan.read_uptime(self.root)
         except (OSError, ValueError, IndexError) as exc:
             self._once.problem("uptime", "cannot read %s/uptime (%s); using the boot time", self.root, exc)
+            import psutil  # only here, for a proc tree without uptime: psutil is 1 MB of the exporter's RSS
+
             return time.time() - psutil.boot_time()
 
     def _memory(self) -> tuple[int, int] | None:
@@ -198,7 +214,7 @@ class ProcessCollector(Collector):
                     continue
                 fds = uss = None
                 try:
-                    fds = procscan.count_fds(root, st.pid)
+                    fds = self.count_fds(st.pid)
                 except PermissionError:
                     skipped["fds_denied"] += 1
                 if want_uss:

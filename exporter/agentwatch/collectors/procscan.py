@@ -77,28 +77,28 @@ def list_pids(proc_root: str) -> list[int]:
 
 
 def parse_stat(data: bytes) -> Stat:
-    """Parse /proc/<pid>/stat; the name sits in parentheses and may itself hold spaces or ')'."""
+    """Parse /proc/<pid>/stat; the name sits in parentheses and may itself hold spaces or ')'.
+
+    Only the first 22 fields after the name are split off (the line has about 50): this runs
+    for every process on the host every cycle.
+    """
     lpar = data.index(b"(")
     rpar = data.rindex(b")")
-    f = data[rpar + 2:].split()
+    f = data[rpar + 2:].split(None, 22)
     if len(f) < 22:
         raise ValueError(f"stat has {len(f) + 2} fields, expected at least 24")
-    return Stat(
-        pid=int(data[:lpar]),
-        comm=data[lpar + 1:rpar].decode("utf-8", "replace"),
-        state=f[0].decode("ascii", "replace"),
-        ppid=int(f[1]),
-        flags=int(f[6]),
-        utime=int(f[11]),
-        stime=int(f[12]),
-        num_threads=int(f[17]),
-        starttime=int(f[19]),
-        rss_pages=int(f[21]),
-    )
+    return Stat(int(data[:lpar]), data[lpar + 1:rpar].decode("utf-8", "replace"), f[0].decode("ascii", "replace"),
+                int(f[1]), int(f[6]), int(f[11]), int(f[12]), int(f[17]), int(f[19]), int(f[21]))
 
 
 def read_stat(proc_root: str, pid: int) -> Stat:
-    return parse_stat(read_bytes(f"{proc_root}/{pid}/stat", 1 << 16))
+    """One process's stat line (a few hundred bytes: one open, one read, one close)."""
+    fd = os.open(f"{proc_root}/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _CHUNK)
+    finally:
+        os.close(fd)
+    return parse_stat(data)
 
 
 def read_cmdline(proc_root: str, pid: int) -> str:
@@ -110,6 +110,51 @@ def read_cmdline(proc_root: str, pid: int) -> str:
 def count_fds(proc_root: str, pid: int) -> int:
     """Open file descriptors; needs the same rights as ptrace, so other users' give PermissionError."""
     return len(os.listdir(f"{proc_root}/{pid}/fd"))
+
+
+def fd_dir_size_counts(proc_root: str) -> bool:
+    """Whether ``stat()`` of ``<proc_root>/<pid>/fd`` gives the number of open fds as its size.
+
+    Linux 6.2 and later do so, which costs one path lookup instead of listing the directory
+    (open, getdents, close: about half the scan's time with a thousand agents). Checked on our
+    own fd directory: a kernel that does not count reports 0 there, a plain directory (a test's
+    fake tree) its block size.
+    """
+    path = f"{proc_root}/self/fd"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            size = os.stat(path).st_size
+            listed = len(os.listdir(path))
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return size > 0 and 0 <= listed - size <= 1  # listing it opens one more
+
+
+class FdCounter:
+    """``count_fds`` that asks the kernel for the count when it can (see ``fd_dir_size_counts``).
+
+    ``access()`` first runs the same permission check (ptrace rights) as listing the directory,
+    so another user's process still raises PermissionError exactly as ``count_fds`` does.
+    """
+
+    def __init__(self, proc_root: str) -> None:
+        self.proc_root = proc_root
+        self.by_size = fd_dir_size_counts(proc_root)
+        self._effective = os.access in os.supports_effective_ids
+
+    def __call__(self, pid: int) -> int:
+        if not self.by_size:
+            return count_fds(self.proc_root, pid)
+        path = f"{self.proc_root}/{pid}/fd"
+        if not os.access(path, os.R_OK, effective_ids=self._effective):
+            if not os.path.exists(path):
+                raise FileNotFoundError(errno.ENOENT, "no such process", path)
+            raise PermissionError(errno.EACCES, "cannot read the fd directory", path)
+        size = os.stat(path).st_size
+        return size if size > 0 else count_fds(self.proc_root, pid)
 
 
 def parse_private_bytes(data: bytes) -> int:

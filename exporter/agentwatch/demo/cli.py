@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -24,6 +25,9 @@ class DemoSettings(Strict):
     listen: ListenAddress = DEFAULT_LISTEN
     server_name: str = Field(default="demo", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     max_concurrency: int = Field(default=4, ge=0, le=10_000)
+    max_queue: int = Field(default=0, ge=0, le=10_000)
+    container: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    compose_service: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     memory_scale: float = Field(default=1.0, ge=0, le=64)
     pool_size: int = Field(default=20, ge=1, le=10_000)
     pool_idle_seconds: float = Field(default=60.0, gt=0, le=86_400)
@@ -68,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-auth", action="store_true", help="serve without an API key (local experiments only)")
     p.add_argument("--server-name", help=f"the server label on its own metrics (default {d.server_name})")
     p.add_argument("--max-concurrency", type=int, help=f"agents allowed at once (default {d.max_concurrency})")
+    p.add_argument("--max-queue", type=int,
+                   help=f"agents that may wait for a slot at capacity; beyond it 503 (default {d.max_queue})")
+    p.add_argument("--container", help="the container the server runs in (on agentwatch_app_info)")
+    p.add_argument("--compose-service", help="the compose service it runs in (on agentwatch_app_info)")
     p.add_argument("--memory-scale", type=float,
                    help="scale the per-model memory (haiku 200, sonnet 500, opus 600 MiB); 0.02 for tests")
     p.add_argument("--pool-size", type=int, help=f"MCP client pool maximum size (default {d.pool_size})")
@@ -90,6 +98,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-format", choices=("json", "text"), help="log format (default json)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level (default info)")
     p.set_defaults(func=run)
+    register_walkthrough(sub)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0 and at most 86400, got {value[:40]!r}")
+    return seconds
+
+
+def register_walkthrough(sub: argparse._SubParsersAction) -> None:
+    """``agentwatch demo``: the whole loop on this machine and a scripted incident (agentwatch.demo.loop)."""
+    p = sub.add_parser(
+        "demo", help="run the whole loop on this machine and walk through a scripted incident",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start, all on loopback: a private Docker engine (root and dockerd needed; without one the "
+                    "demo runs without containers and says so), the example agent server, the exporter, "
+                    "Prometheus and Alertmanager (Debian packages) with the shipped rules and routes, Slack- and "
+                    "Discord-shaped receivers that print what they get, and the scaler in dry run. Then play an "
+                    "incident (a container leaking memory, OOM-killed, crash-looping; a full pool) and print each "
+                    "step as it is observed. Ctrl-C or SIGTERM stops everything and leaves nothing behind.",
+        epilog="exit codes:\n  0    the walkthrough completed, or --duration elapsed\n"
+               "  1    a step of the walkthrough was not observed in time (the output says which)\n"
+               "  2    the demo could not start (one line says why)\n"
+               "  128+N  stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP\n"
+               "Every process, container and file of the demo is gone when it exits.")
+    p.add_argument("--duration", type=_seconds, metavar="SECONDS",
+                   help="stop after this long in all, walkthrough finished or not (default: run until Ctrl-C)")
+    p.add_argument("--no-incident", action="store_true", help="start everything and print the URLs, no incident")
+    p.add_argument("--no-engine", action="store_true", help="do not start a private Docker engine: no containers")
+    p.add_argument("--rules-dir", type=Path, metavar="DIR",
+                   help="the alert-rules/ directory to use (default: the one shipped with agentwatch)")
+    p.add_argument("--keep-files", action="store_true", help="keep the configs and logs (their path is printed)")
+    p.set_defaults(func=run_walkthrough)
+
+
+def run_walkthrough(args: argparse.Namespace) -> int:
+    from agentwatch.demo.loop import run as run_loop
+
+    return run_loop(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     awlog.register_secret(key)
     opts = DemoOptions(
         api_key=key, server_name=settings.server_name, max_concurrency=settings.max_concurrency,
+        max_queue=settings.max_queue, container=settings.container, compose_service=settings.compose_service,
         memory_scale=settings.memory_scale, pool_size=settings.pool_size,
         pool_idle_seconds=settings.pool_idle_seconds, pool_acquire_timeout=settings.pool_acquire_timeout,
         lag_threshold=settings.lag_threshold, forget_crashed=args.forget_crashed,

@@ -1,10 +1,12 @@
 """The demo agent server: real child-process agents behind the API shapes agentwatch probes.
 
 Each agent is a child process (``agent_worker.py``) holding a model-sized amount of memory for a
-given time. The server enforces ``maxConcurrency`` (503 with ``Retry-After`` at capacity, never an
-unbounded queue), drains on request, keeps an MCP-style client pool, and exports its own metrics
-through ``agentwatch.instrument``. ``forget_crashed`` reproduces the bug agentwatch exists for: an
-agent whose process was killed (an OOM kill) stays listed as running.
+given time. The server enforces ``maxConcurrency``: at capacity an agent waits in a bounded queue
+(``max_queue``, 0 by default) and beyond it gets 503 with ``Retry-After``, never an unbounded queue.
+It drains on request (and stops draining), keeps an MCP-style client pool, and exports its own
+metrics, queue depth and request latency included, through ``agentwatch.instrument``.
+``forget_crashed`` reproduces the bug agentwatch exists for: an agent whose process was killed (an
+OOM kill) stays listed as running.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class DemoOptions:
     api_key: str | None
     server_name: str = "demo"
     max_concurrency: int = 4
+    #: Agents that may wait for a free slot at capacity (beyond: 503); 0 rejects at once.
+    max_queue: int = 0
     memory_scale: float = 1.0
     pool_size: int = 20
     pool_idle_seconds: float = 60.0
@@ -64,6 +68,9 @@ class DemoOptions:
     #: Start agents on their own at this rate (0: only through POST /api/agents).
     load_per_minute: float = 0.0
     load_seconds: tuple[float, float] = (20.0, 120.0)
+    #: Where the server runs, reported on agentwatch_app_info and in its health body.
+    container: str | None = None
+    compose_service: str | None = None
 
 
 @dataclass(eq=False)
@@ -75,7 +82,8 @@ class AgentRecord:
     tool: str
     fail: bool
     started_at: float = field(default_factory=time.time)
-    status: str = "starting"  # starting, running, then success, error, cancelled, lost
+    status: str = "starting"  # (queued,) starting, running, then success, error, cancelled, lost
+    queued_at: float | None = None
     pid: int | None = None
     finished_at: float | None = None
     exit_code: int | None = None
@@ -91,7 +99,11 @@ class AgentRecord:
     def view(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "model": self.model, "status": self.status,
                                "started_at": iso(self.started_at), "pid": self.pid, "memory_mb": self.mb}
-        if not self.active:
+        if self.queued_at is not None:
+            out["queued_at"] = iso(self.queued_at)
+        if self.status == "queued":
+            del out["started_at"]
+        elif not self.active:
             out.update(finished_at=iso(self.finished_at), outcome=self.status, exit_code=self.exit_code)
             if self.error:
                 out["error"] = self.error
@@ -113,11 +125,14 @@ class DemoServer:
 
     def __init__(self, opts: DemoOptions) -> None:
         self.opts = opts
-        self.metrics = AgentMetrics(server=opts.server_name)
+        self.metrics = AgentMetrics(server=opts.server_name, container=opts.container,
+                                    compose_service=opts.compose_service)
         self.pool = ClientPool(self.metrics.pool("mcp", opts.pool_size), opts.pool_size, opts.pool_idle_seconds)
         self.lag = LoopLagMonitor(self.metrics)
         self.max_concurrency = opts.max_concurrency
         self.agents: dict[str, AgentRecord] = {}
+        #: Agents waiting for a free slot, oldest first (at most ``opts.max_queue``).
+        self.queue: deque[AgentRecord] = deque()
         self.recent: deque[AgentRecord] = deque(maxlen=_RECENT)
         self.draining = False
         self.drain_started_at: float | None = None
@@ -136,6 +151,7 @@ class DemoServer:
     def _sync_deploy_metrics(self) -> None:
         self.metrics.draining = self.draining
         self.metrics.max_concurrency = self.max_concurrency
+        self.metrics.queue_depth = len(self.queue)
 
     def _retry_after(self) -> int:
         """Seconds until the soonest running agent should finish (at least 1)."""
@@ -145,15 +161,43 @@ class DemoServer:
 
     def start_agent(self, model: str, seconds: float, mb: int | None = None, tool: str | None = None,
                     fail: bool = False) -> AgentRecord | None:
-        """Reserve a slot and launch the agent in the background; None when at capacity or draining."""
-        if self.draining or len(self.active) >= self.max_concurrency:
+        """Launch the agent in the background, or queue it at capacity (status ``queued``); None when
+        draining or when the queue is full too."""
+        if self.draining:
+            return None
+        full = bool(self.queue) or len(self.active) >= self.max_concurrency
+        if full and len(self.queue) >= self.opts.max_queue:
             return None
         if mb is None:
             mb = max(1, round(MODEL_MB.get(model, DEFAULT_MB) * self.opts.memory_scale))
         agent = AgentRecord(uuid.uuid4().hex[:12], model, mb, seconds, tool or f"mcp-{model}", fail)
+        if full:
+            agent.status, agent.queued_at = "queued", time.time()
+            self.queue.append(agent)
+            self._sync_deploy_metrics()
+        else:
+            self._launch(agent)
+        return agent
+
+    def _launch(self, agent: AgentRecord) -> None:
+        agent.status, agent.started_at = "starting", time.time()
         self.agents[agent.id] = agent
         agent.task = self._spawn(self._run_agent(agent), f"agent-{agent.id}")
-        return agent
+
+    def _admit(self) -> None:
+        """Start queued agents, oldest first, while slots are free."""
+        while self.queue and not self.draining and len(self.active) < self.max_concurrency:
+            self._launch(self.queue.popleft())
+        self._sync_deploy_metrics()
+
+    def _drop_queue(self, why: str) -> None:
+        """Cancel every queued agent (they never ran): a drain or a shutdown."""
+        now = time.time()
+        while self.queue:
+            agent = self.queue.popleft()
+            agent.status, agent.error, agent.finished_at = "cancelled", why, now
+            self.recent.appendleft(agent)
+        self._sync_deploy_metrics()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -215,6 +259,7 @@ class DemoServer:
         self.agents.pop(agent.id, None)
         self.recent.appendleft(agent)
         self._check_drained()
+        self._admit()
 
     async def _terminate(self, agent: AgentRecord, grace: float = 5.0) -> None:
         proc = agent.proc
@@ -246,9 +291,11 @@ class DemoServer:
             drain = {"started_at": iso(self.drain_started_at), "running_at_start": start, "remaining": remaining,
                      "finished": remaining == 0, "finished_at": iso(self.drain_finished_at),
                      "progress": 1.0 if start == 0 else round(max(0, start - remaining) / start, 3)}
-        return {"draining": self.draining, "accepting": not self.draining and len(active) < self.max_concurrency,
+        room = len(active) < self.max_concurrency or len(self.queue) < self.opts.max_queue
+        return {"draining": self.draining, "accepting": not self.draining and room,
                 "maxConcurrency": self.max_concurrency, "running": len(active),
-                "available": max(0, self.max_concurrency - len(active)), "drain": drain}
+                "available": max(0, self.max_concurrency - len(active)), "queued": len(self.queue),
+                "maxQueue": self.opts.max_queue, "drain": drain}
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -262,6 +309,7 @@ class DemoServer:
 
     async def running(self, request: web.Request) -> web.Response:
         return web.json_response({"agents": [a.view() for a in self.agents.values()],
+                                  "queued": [a.view() for a in self.queue],
                                   "recent": [a.view() for a in self.recent]})
 
     async def create_agent(self, request: web.Request) -> web.Response:
@@ -287,12 +335,21 @@ class DemoServer:
             return _json_error(503, "draining: not accepting new agents")
         agent = self.start_agent(model, float(seconds), mb, tool, bool(body.get("fail", False)))
         if agent is None:
-            return _json_error(503, f"at capacity ({self.max_concurrency} agents running)",
+            queued = f", {len(self.queue)} queued" if self.opts.max_queue else ""
+            return _json_error(503, f"at capacity ({self.max_concurrency} agents running{queued})",
                                {"Retry-After": str(self._retry_after())})
         return web.json_response(agent.view(), status=202)
 
     async def delete_agent(self, request: web.Request) -> web.Response:
-        agent = self.agents.get(request.match_info["id"])
+        agent_id = request.match_info["id"]
+        waiting = next((a for a in self.queue if a.id == agent_id), None)
+        if waiting is not None:  # never started: just leaves the queue
+            self.queue.remove(waiting)
+            waiting.status, waiting.error, waiting.finished_at = "cancelled", "removed from the queue", time.time()
+            self.recent.appendleft(waiting)
+            self._sync_deploy_metrics()
+            return web.json_response(waiting.view())
+        agent = self.agents.get(agent_id)
         if agent is None:
             return _json_error(404, "no such agent")
         if agent.task is not None and agent.task.done():  # a forgotten (stuck) agent: clean it up
@@ -301,6 +358,7 @@ class DemoServer:
             self.agents.pop(agent.id, None)
             self.recent.appendleft(agent)
             self._check_drained()
+            self._admit()
             return web.json_response(agent.view())
         agent.cancel_requested = True
         if agent.proc is not None:
@@ -321,7 +379,7 @@ class DemoServer:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10000:
             return _json_error(400, "maxConcurrency: expected an integer from 0 to 10000")
         previous, self.max_concurrency = self.max_concurrency, value
-        self._sync_deploy_metrics()
+        self._admit()
         log.info("maxConcurrency %d -> %d", previous, value)
         return web.json_response({"maxConcurrency": value, "previous": previous})
 
@@ -331,15 +389,18 @@ class DemoServer:
             self.drain_started_at = time.time()
             self.drain_running_at_start = len(self.active)
             self.drain_finished_at = None
-            self._sync_deploy_metrics()
+            self._drop_queue("cancelled by a drain before it started")
             log.info("draining: %d agents running", self.drain_running_at_start)
             self._check_drained()
         return web.json_response(self.deploy_status(), status=202)
 
     async def undrain(self, request: web.Request) -> web.Response:
+        """Stop draining: new agents are accepted again (what the scaler does when a drain's alert resolves)."""
+        if self.draining:
+            log.info("draining stopped: accepting agents again")
         self.draining = False
         self.drain_started_at = self.drain_finished_at = None
-        self._sync_deploy_metrics()
+        self._admit()
         return web.json_response(self.deploy_status())
 
     async def pools(self, request: web.Request) -> web.Response:
@@ -371,6 +432,7 @@ class DemoServer:
     async def _check_workers(self) -> dict[str, Any]:
         recent_error = self.last_spawn_error and time.time() - self.last_spawn_error[0] < 60
         return {"status": "unhealthy" if recent_error else "healthy", "running": len(self.active),
+                "queued": len(self.queue),
                 **({"error": self.last_spawn_error[1]} if recent_error and self.last_spawn_error else {})}
 
     # -- app ------------------------------------------------------------------------------------
@@ -405,6 +467,7 @@ class DemoServer:
 
     async def shutdown(self) -> None:
         """Stop everything and reap every child (SIGTERM, then SIGKILL after a grace period)."""
+        self._drop_queue("the server stopped")
         for agent in list(self.agents.values()):
             agent.cancel_requested = True
         await asyncio.gather(*(self._terminate(a) for a in list(self.agents.values())), return_exceptions=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,40 +11,43 @@ from prometheus_client.registry import Collector
 
 from agentwatch import exposition
 
-CountRequest = Callable[[int], None]
+#: Called once per request with its status and how long it took (seconds).
+CountRequest = Callable[[int, float], None]
 
 
 def aiohttp_middleware(count: CountRequest) -> Callable[..., Awaitable[Any]]:
-    """An aiohttp middleware counting requests and 5xx answers (and unhandled exceptions)."""
+    """An aiohttp middleware counting and timing requests, and 5xx answers (and unhandled exceptions)."""
     from aiohttp import web
 
     @web.middleware
     async def agentwatch_requests(request: web.Request, handler: Callable[..., Awaitable[Any]]) -> Any:
+        start = time.perf_counter()
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            count(exc.status)
+            count(exc.status, time.perf_counter() - start)
             raise
         except asyncio.CancelledError:
-            count(499)
+            count(499, time.perf_counter() - start)
             raise
         except Exception:
-            count(500)
+            count(500, time.perf_counter() - start)
             raise
-        count(getattr(response, "status", 200))
+        count(getattr(response, "status", 200), time.perf_counter() - start)
         return response
 
     return agentwatch_requests
 
 
 def asgi(app: Callable[..., Awaitable[None]], count: CountRequest) -> Callable[..., Awaitable[None]]:
-    """Wrap an ASGI app so its HTTP requests and 5xx answers are counted."""
+    """Wrap an ASGI app so its HTTP requests are counted and timed, and its 5xx answers counted."""
 
     async def wrapped(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope.get("type") != "http":
             await app(scope, receive, send)
             return
         status = 500
+        start = time.perf_counter()
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             nonlocal status
@@ -57,7 +61,7 @@ def asgi(app: Callable[..., Awaitable[None]], count: CountRequest) -> Callable[.
             status = 500
             raise
         finally:
-            count(status)
+            count(status, time.perf_counter() - start)
 
     return wrapped
 

@@ -1,8 +1,8 @@
 """``AgentMetrics``: all of one agent server's agentwatch metrics, in a registry the server owns.
 
-Totals (runs by outcome, run durations, requests, errors, pool waits) are prometheus_client
-objects in a private registry; what is only known at scrape time (agents running now, pool
-figures, lag, deploy state, the last health evaluation) is read then. Both are served through the
+Totals (runs by outcome, run durations, requests, errors, request latencies, pool waits) are
+prometheus_client objects in a private registry; what is only known at scrape time (agents running
+now, pool figures, lag, deploy state, queue depth, the last health evaluation) is read then. Both are served through the
 server's registry as one collector.
 """
 
@@ -32,17 +32,27 @@ OTHER = "_other"
 
 
 class AgentMetrics(Collector):
-    """All of a server's agentwatch metrics, registered in its own registry as one collector."""
+    """All of a server's agentwatch metrics, registered in its own registry as one collector.
 
-    def __init__(self, server: str, registry: CollectorRegistry | None = None, max_models: int = 20) -> None:
+    ``container`` and ``compose_service`` say where the server runs: they go on
+    ``agentwatch_app_info`` (and into the health body, for a probing exporter), so the server's
+    alerts can join its container's.
+    """
+
+    def __init__(self, server: str, registry: CollectorRegistry | None = None, max_models: int = 20,
+                 container: str | None = None, compose_service: str | None = None) -> None:
         self.server = server
         self.max_models = max_models
+        self.container = container
+        self.compose_service = compose_service
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
         self._totals = catalog.PrivateRegistry()
         self._run_duration = catalog.metric("agentwatch_agent_run_duration_seconds", self._totals, Histogram)
         self._runs = catalog.metric("agentwatch_agent_runs_total", self._totals, CounterMetric)
         self._requests = catalog.metric("agentwatch_app_requests_total", self._totals, CounterMetric).labels(server)
         self._errors = catalog.metric("agentwatch_app_request_errors_total", self._totals, CounterMetric).labels(server)
+        self._latency = catalog.metric("agentwatch_app_request_duration_seconds", self._totals, Histogram)
+        self._latency_of_server = self._latency.labels(server)
         self._pool_wait = catalog.metric("agentwatch_pool_wait_seconds", self._totals, Histogram)
         self._lock = threading.Lock()
         self._models: list[str] = []
@@ -53,6 +63,8 @@ class AgentMetrics(Collector):
         self.event_loop_lag: float | None = None
         self.draining: bool | None = None
         self.max_concurrency: float | None = None
+        #: Work waiting for a free slot (queued agents); None: the server has no queue to report.
+        self.queue_depth: float | None = None
         self._health: dict[str, tuple[str, float | None]] = {}
         self.registry.register(self)
 
@@ -100,10 +112,28 @@ class AgentMetrics(Collector):
         with self._lock:
             self._pool_sources[name] = source
 
-    def count_request(self, status: int) -> None:
+    def count_request(self, status: int, seconds: float | None = None) -> None:
+        """One request answered with ``status``; ``seconds`` (when known) goes to the latency histogram."""
         self._requests.inc()
         if status >= 500:
             self._errors.inc()
+        if seconds is not None:
+            self._latency_of_server.observe(max(0.0, seconds))
+
+    def request_duration(self) -> dict[str, Any]:
+        """The latency histogram as a health body carries it: ``{buckets: {le: cumulative}, sum, count}``."""
+        out: dict[str, Any] = {"buckets": {}, "sum": 0.0, "count": 0.0}
+        for fam in self._latency.collect():
+            for sample in fam.samples:
+                if sample.labels.get("server") != self.server:
+                    continue
+                if sample.name.endswith("_bucket"):
+                    out["buckets"][sample.labels["le"]] = sample.value
+                elif sample.name.endswith("_sum"):
+                    out["sum"] = sample.value
+                elif sample.name.endswith("_count"):
+                    out["count"] = sample.value
+        return out
 
     @property
     def requests(self) -> int:
@@ -127,11 +157,11 @@ class AgentMetrics(Collector):
 
     @property
     def aiohttp_middleware(self) -> Callable[..., Awaitable[Any]]:
-        """An aiohttp middleware counting requests and 5xx answers (and unhandled exceptions)."""
+        """An aiohttp middleware counting and timing requests, and 5xx answers (and unhandled exceptions)."""
         return http.aiohttp_middleware(self.count_request)
 
     def asgi(self, app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        """Wrap an ASGI app so its HTTP requests and 5xx answers are counted."""
+        """Wrap an ASGI app so its HTTP requests are counted and timed, and its 5xx answers counted."""
         return http.asgi(app, self.count_request)
 
     async def metrics_handler(self, request: Any) -> Any:
@@ -161,8 +191,16 @@ class AgentMetrics(Collector):
         overall, out = await health.evaluate(checks, lag, lag_threshold, check_timeout)
         self.set_health(overall, {n: (c["status"], (c["latency_ms"] / 1000.0) if "latency_ms" in c else None)
                                   for n, c in out.items()})
-        return {"status": overall, "checks": out, "event_loop_lag_seconds": round(lag, 6),
-                "requests_total": self.requests, "errors_total": self.errors}
+        body: dict[str, Any] = {"status": overall, "checks": out, "event_loop_lag_seconds": round(lag, 6),
+                                "requests_total": self.requests, "errors_total": self.errors,
+                                "request_duration_seconds": self.request_duration()}
+        if self.queue_depth is not None:
+            body["queue_depth"] = self.queue_depth
+        if self.container:
+            body["container"] = self.container
+        if self.compose_service:
+            body["compose_service"] = self.compose_service
+        return body
 
     # -- prometheus_client collector protocol ---------------------------------------------------
 
@@ -178,8 +216,12 @@ class AgentMetrics(Collector):
             pools = dict(self._pools)
             sources = dict(self._pool_sources)
             lag, draining, max_conc = self.event_loop_lag, self.draining, self.max_concurrency
+            queue = self.queue_depth
             health_now = dict(self._health)
 
+        fam = catalog.gauge("agentwatch_app_info")
+        fam.add_metric([s, self.container or "", self.compose_service or ""], 1.0)
+        yield fam
         fam = catalog.gauge("agentwatch_agents_running")
         by_model = Counter(r.model for r in running)
         for model in models + ([OTHER] if by_model.get(OTHER) else []):
@@ -192,7 +234,8 @@ class AgentMetrics(Collector):
         yield from self._pool_families(pools, sources)
         for name, value in (("agentwatch_app_event_loop_lag_seconds", lag),
                             ("agentwatch_app_draining", None if draining is None else float(draining)),
-                            ("agentwatch_app_max_concurrency", max_conc)):
+                            ("agentwatch_app_max_concurrency", max_conc),
+                            ("agentwatch_app_queue_depth", queue)):
             if value is not None:
                 fam = catalog.gauge(name)
                 fam.add_metric([s], value)

@@ -23,7 +23,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -42,8 +42,12 @@ class EngineUnavailable(RuntimeError):
 class PrivateDockerd:
     """One dockerd with private paths; use as a context manager or ``start()``/``stop()``."""
 
-    def __init__(self, base: Path | None = None, start_timeout: float = 60.0, watchdog: bool = True) -> None:
+    def __init__(self, base: Path | None = None, start_timeout: float = 60.0, watchdog: bool = True,
+                 launcher: Sequence[str] = (), extra_args: Sequence[str] = ()) -> None:
         self.base = Path(base or tempfile.mkdtemp(prefix="aw-dockerd-", dir="/tmp"))
+        #: Run dockerd through this (e.g. nsenter into a network namespace: ``agentwatch.local.swarm``).
+        self.launcher = list(launcher)
+        self.extra_args = list(extra_args)
         self.sock = self.base / "docker.sock"
         self.host = f"unix://{self.sock}"
         self.pidfile = self.base / "docker.pid"
@@ -65,9 +69,9 @@ class PrivateDockerd:
         try:
             # Its own session: Ctrl-C in a terminal reaches the owner, which stops the engine in order.
             self.proc = subprocess.Popen(
-                [binary, "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
-                 "-H", self.host, "--pidfile", str(self.pidfile), "--iptables=false", "--ip-masq=false",
-                 "--bridge=none", "--storage-driver=vfs"],
+                [*self.launcher, binary, *self.extra_args, "--data-root", str(self.base / "data"),
+                 "--exec-root", str(self.base / "exec"), "-H", self.host, "--pidfile", str(self.pidfile),
+                 "--iptables=false", "--ip-masq=false", "--bridge=none", "--storage-driver=vfs"],
                 stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
             if self.use_watchdog:

@@ -26,12 +26,13 @@ class ExporterProcess(ManagedProcess):
     """``agentwatch exporter`` with a given config dict; a context manager."""
 
     def __init__(self, config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 ready_timeout: float = 30.0) -> None:
+                 ready_timeout: float = 30.0, workdir: Path | None = None) -> None:
         self.port = free_port()
         self.config = dict(config or {})
         self.config.setdefault("interval_seconds", 1)
         self.config["listen"] = f"127.0.0.1:{self.port}"
-        self.dir = Path(tempfile.mkdtemp(prefix="aw-exporter-"))
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="aw-exporter-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = self.dir / "agentwatch.yml"
         super().__init__([sys.executable, "-m", "agentwatch.cli", "exporter", "--config", str(self.config_path)],
@@ -73,12 +74,13 @@ KEY = "demo-key-7f3a9c2e51"
 class DemoProcess(ManagedProcess):
     """The demo server with the given extra flags; a context manager. Agents hold tiny memory."""
 
-    def __init__(self, *flags: str, key: str = KEY, ready_timeout: float = 20.0) -> None:
+    def __init__(self, *flags: str, key: str = KEY, ready_timeout: float = 20.0, workdir: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = key
         self.flags = ["--memory-scale", "0.02", *flags]
-        self.dir = Path(tempfile.mkdtemp(prefix="aw-demo-"))
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="aw-demo-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         super().__init__(
             [sys.executable, "-m", "agentwatch.cli", "demo-agents", "--listen", f"127.0.0.1:{self.port}",
              "--api-key-env", KEY_ENV, "--log-format", "text", *self.flags],

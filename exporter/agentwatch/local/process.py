@@ -57,7 +57,11 @@ class ManagedProcess:
 
     Subclasses give ``ready`` (and write their config files in ``prepare``) so that ``start()``
     and ``with`` need no arguments; ``start(ready, timeout)`` still serves one-off processes.
+    ``new_session`` starts it in a session of its own, so a Ctrl-C in the owner's terminal reaches
+    only the owner, which then stops its servers in order (``agentwatch demo`` does this).
     """
+
+    new_session = False
 
     def __init__(self, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None,
                  name: str = "process", ready: Callable[[], bool] | None = None,
@@ -79,7 +83,8 @@ class ManagedProcess:
         timeout = self.ready_timeout if timeout is None else timeout
         self.prepare()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         stdin=subprocess.DEVNULL, start_new_session=self.new_session)
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

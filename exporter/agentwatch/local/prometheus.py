@@ -26,13 +26,16 @@ class PrometheusProcess(ManagedProcess):
     """``prometheus`` scraping ``targets`` every ``interval`` with optional rule files; a context manager.
 
     ``config`` is written at start, so a caller may add to it (an ``alerting`` section) before.
+    Its files go to ``workdir`` (its owner's to delete), else to a new temporary directory deleted at ``stop``.
     """
 
     def __init__(self, targets: list[str], rule_files: Sequence[Path] = (), interval: str = "1s",
-                 job: str = "agentwatch", ready_timeout: float = 30.0) -> None:
+                 job: str = "agentwatch", ready_timeout: float = 30.0, workdir: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = Path(tempfile.mkdtemp(prefix="aw-prometheus-"))
+        self._own_dir = workdir is None
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="aw-prometheus-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.config: dict[str, Any] = {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "rule_files": [str(p) for p in rule_files],
@@ -80,5 +83,6 @@ class PrometheusProcess(ManagedProcess):
 
     def stop(self, timeout: float = 15.0) -> int | None:
         code = super().stop(timeout)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
         return code

@@ -1,14 +1,19 @@
 """The scaler's HTTP face: POST /webhook, GET /actions, /healthz, /metrics and a small HTML page.
 
-Order of checks on /webhook: bearer token (constant time, 401 without detail), then the body size
-(413, enforced while reading), then the payload (400 naming the bad field). Only then decide.
+Order of checks on /webhook: an Authorization header that is not UTF-8 (400), the bearer token
+(constant time, 401 without detail), Content-Type and Content-Encoding (415: JSON, uncompressed),
+the body size (413, enforced while reading) and time (408 after ``http.body_timeout_seconds``),
+then the payload (400 naming the bad field). Only then decide. A client that goes away while
+sending is one info line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import html
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,49 +38,106 @@ REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 WEBHOOKS = "agentwatch_scaler_webhooks_total"
 
 
-def _authorized(request: web.Request) -> bool:
-    expected = request.app[TOKEN_KEY]
+class Refused(Exception):
+    """A request answered with an error before anything is decided."""
+
+    def __init__(self, status: int, error: str, outcome: str = "invalid", close: bool = False) -> None:
+        super().__init__(error)
+        self.status, self.error, self.outcome, self.close = status, error, outcome, close
+
+    def response(self) -> web.Response:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        resp = web.json_response({"error": self.error}, status=self.status, headers=headers)
+        if self.close:
+            resp.force_close()
+        return resp
+
+
+def _check_token(request: web.Request) -> None:
+    """Refused(400) for a header that is not text, Refused(401) for a wrong or missing token."""
     header = request.headers.get("Authorization", "")
+    try:
+        header.encode("utf-8")  # aiohttp keeps bytes that are not UTF-8 as lone surrogates
+    except UnicodeEncodeError:
+        raise Refused(400, "Authorization: header is not valid UTF-8", "unauthorized") from None
     scheme, _, given = header.partition(" ")
     ok_scheme = scheme.lower() == "bearer"
     # Always compare, so a wrong scheme costs the same time as a wrong token.
-    return hmac.compare_digest(given.strip().encode(), expected) and ok_scheme
+    if not (hmac.compare_digest(given.strip().encode(), request.app[TOKEN_KEY]) and ok_scheme):
+        raise Refused(401, "unauthorized", "unauthorized")
 
 
-def _unauthorized() -> web.Response:
-    return web.json_response({"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+def _check_body_headers(request: web.Request) -> None:
+    """JSON (or no Content-Type at all), sent uncompressed: Refused(415) naming the header otherwise."""
+    content_type = request.headers.get("Content-Type")
+    if content_type is not None and not re.fullmatch(r"application/([\w.+-]+\+)?json", request.content_type):
+        raise Refused(415, f"Content-Type: expected application/json (got {_printable(request.content_type)})")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise Refused(415, f"Content-Encoding: only an uncompressed body is accepted (got {_printable(encoding)})")
 
 
-async def _read_capped(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it exceeds ``limit`` (checked while reading, not after)."""
+def _ascii(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` and safe to log or show: anything not ASCII is escaped."""
+    return text[:limit].encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _printable(text: str) -> str:
+    return repr(_ascii(text, 60))
+
+
+async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The body, enforcing ``limit`` while reading (413) and ``timeout`` for all of it (408)."""
     if request.content_length is not None and request.content_length > limit:
-        return None
+        raise Refused(413, f"body larger than {limit} bytes", "too_large", close=True)
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(65536):
+                size += len(chunk)
+                if size > limit:
+                    raise Refused(413, f"body larger than {limit} bytes", "too_large", close=True)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refused(408, f"body not received within {timeout:g}s", close=True) from None
+    except web.RequestPayloadError as exc:  # a broken chunked body, a body shorter than its length
+        raise Refused(400, f"body: {_first_line(exc)}", close=True) from None
     return b"".join(chunks)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines)[:200] or type(exc).__name__
+
+
+def _problem_key(error: str) -> str:
+    """The kind of problem, for logging each kind once: ``alerts[3].labels.x`` -> ``alerts[].labels``."""
+    field = re.sub(r"\[\d+\]", "[]", error.split(":")[0])
+    return ".".join(field.split(".")[:2])[:80]
 
 
 async def handle_webhook(request: web.Request) -> web.Response:
     scaler = request.app[SCALER_KEY]
     received = scaler.clock()
-    if not _authorized(request):
-        scaler.metrics.inc(WEBHOOKS, "unauthorized")
-        return _unauthorized()
-    body = await _read_capped(request, scaler.config.max_body_bytes)
-    if body is None:
-        scaler.metrics.inc(WEBHOOKS, "too_large")
-        return web.json_response({"error": f"body larger than {scaler.config.max_body_bytes} bytes"}, status=413,
-                                 headers={"Connection": "close"})
     try:
+        _check_token(request)
+        _check_body_headers(request)
+        body = await _read_body(request, scaler.config.max_body_bytes, scaler.config.http.body_timeout_seconds)
         alerts = webhook.parse(body)
+    except Refused as refused:
+        scaler.metrics.inc(WEBHOOKS, refused.outcome)
+        if refused.outcome == "invalid":
+            scaler.invalid_log.problem(_problem_key(refused.error), "rejected webhook (%d): %s", refused.status,
+                                       _ascii(refused.error, 300))
+        return refused.response()
     except webhook.PayloadError as exc:
         scaler.metrics.inc(WEBHOOKS, "invalid")
-        scaler.invalid_log.problem(str(exc).split(":")[0], "rejected webhook: %s", str(exc)[:300])
-        return web.json_response({"error": str(exc)[:500]}, status=400)
+        error = str(exc)[:500]
+        scaler.invalid_log.problem(_problem_key(error), "rejected webhook: %s", _ascii(error, 300))
+        return web.json_response({"error": error}, status=400)
+    except ConnectionError:  # the client went away mid-body: nothing to answer, nothing decided
+        logger.info("a client disconnected while sending a webhook body")
+        return web.json_response({"error": "connection lost"}, status=400)
     scaler.metrics.inc(WEBHOOKS, "accepted")
     started = time.perf_counter()
     decisions = await scaler.handle(alerts, received)
@@ -89,8 +151,10 @@ async def handle_webhook(request: web.Request) -> web.Response:
 
 async def handle_actions(request: web.Request) -> web.Response:
     scaler = request.app[SCALER_KEY]
-    if not _authorized(request):
-        return _unauthorized()
+    try:
+        _check_token(request)
+    except Refused as refused:
+        return refused.response()
     try:
         limit = max(1, min(int(request.query.get("limit", "200")), scaler.config.recent_decisions))
     except ValueError:

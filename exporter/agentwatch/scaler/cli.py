@@ -15,18 +15,20 @@ SCALER_FLAGS = {"--listen": "listen", "--log-format": "log_format", "--log-level
 
 
 def run(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from agentwatch.scaler.app import create_app
     from agentwatch.scaler.config import load
+    from agentwatch.scaler.executor import settle_process
+    from agentwatch.serving import ConnectionLimits, serve
 
     config = with_overrides(load(args.config), args, SCALER_FLAGS)
     log.setup(config.log_format, config.log_level)
     app = create_app(config)
+    settle_process()
     sock = listener.bind(config.listen)
     logger.info("agentwatch scaler %s listening on http://%s/ (%s)", __version__, config.listen,
                 "dry run" if config.dry_run else "live")
-    web.run_app(app, sock=sock, print=None, access_log=None)
+    serve(app, sock, ConnectionLimits(header_timeout=config.http.header_timeout_seconds,
+                                      max_connections=config.http.max_connections))
     return 0
 
 

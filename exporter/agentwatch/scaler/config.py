@@ -23,12 +23,14 @@ ACTIONS: tuple[str, ...] = get_args(Action)
 ACTIONS_BY_KIND: dict[str, frozenset[str]] = {
     "compose_service": frozenset({"scale_up", "scale_down", "resize_memory", "restart"}),
     "swarm_service": frozenset({"scale_up", "scale_down", "resize_memory"}),
+    "kubernetes_deployment": frozenset({"scale_up", "scale_down", "resize_memory"}),
     "container": frozenset({"resize_memory", "restart"}),
     "agent_server": frozenset({"set_concurrency", "drain"}),
     "notify": frozenset({"notify"}),
 }
-#: Actions that a resolved alert can undo (back to the value seen before the first action).
-REVERSIBLE = frozenset({"scale_up", "scale_down", "resize_memory", "set_concurrency", "notify"})
+#: Actions that a resolved alert can undo (back to the value seen before the first action; a drain
+#: is undone by stopping it).
+REVERSIBLE = frozenset({"scale_up", "scale_down", "resize_memory", "set_concurrency", "drain", "notify"})
 
 TEMPLATE_RE = re.compile(r"\{\{\s*(labels|annotations)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -83,11 +85,34 @@ class HostLimits(Strict):
     max_total_memory_bytes: PosBytes | None = None
 
 
+class HttpLimits(Strict):
+    """How long a client may take and how many may be connected, so slow or idle clients cannot pile up."""
+
+    #: From connecting (or from the previous response) to complete request headers; also the idle
+    #: keep-alive limit. A connection that misses it is closed.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: The whole webhook body must arrive within this (408 and closed otherwise).
+    body_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    #: Open connections at once; one more is answered 503 and closed.
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+
+
 class DockerBackendConfig(Strict):
     host: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     max_workers: int = Field(default=4, ge=1, le=32)
     stop_timeout_seconds: int = Field(default=10, ge=0, le=600)
+
+
+class KubernetesBackendConfig(Strict):
+    """How the scaler reaches the Kubernetes API: in the cluster (its service account), or a kubeconfig."""
+
+    #: A kubeconfig file; None: the in-cluster service account (the scaler runs as a pod).
+    kubeconfig: str | None = None
+    #: The kubeconfig context to use (None: its current context).
+    context: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    max_workers: int = Field(default=4, ge=1, le=32)
 
 
 class _MemoryBounds(Strict):
@@ -126,6 +151,16 @@ class SwarmServiceTarget(_ReplicaBounds):
 
     kind: Literal["swarm_service"]
     service: str = Field(min_length=1)
+
+
+class KubernetesDeploymentTarget(_ReplicaBounds):
+    """A Kubernetes Deployment: replicas through its scale subresource, memory in its pod template."""
+
+    kind: Literal["kubernetes_deployment"]
+    namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    deployment: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    #: The container whose memory resize_memory sets (None: the pod template's first container).
+    container: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class ContainerTarget(_MemoryBounds):
@@ -179,7 +214,8 @@ class NotifyTarget(Strict):
 
 
 Target = Annotated[
-    ComposeServiceTarget | SwarmServiceTarget | ContainerTarget | AgentServerTarget | NotifyTarget,
+    ComposeServiceTarget | SwarmServiceTarget | KubernetesDeploymentTarget | ContainerTarget | AgentServerTarget
+    | NotifyTarget,
     Field(discriminator="kind"),
 ]
 
@@ -255,12 +291,18 @@ class ScalerConfig(Strict):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    http: HttpLimits = Field(default_factory=HttpLimits)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     state_file: str = "agentwatch-scaler-state.json"
     audit_log: str = "agentwatch-scaler-audit.jsonl"
+    #: The audit log is rotated when a line would take it past this size ...
+    audit_max_bytes: Bytes = Field(default=10 * 1_048_576, ge=4096, le=1 << 40)
+    #: ... and this many rotated files are kept (audit.jsonl.1 is the newest); 0 keeps none.
+    audit_backups: int = Field(default=5, ge=0, le=100)
     #: Alert instances (fingerprint + startsAt) are remembered this long to drop repeats.
     dedupe_ttl_seconds: float = Field(default=86_400.0, ge=1, le=30 * 86_400)
-    max_dedupe_entries: int = Field(default=100_000, ge=100, le=10_000_000)
+    #: At most this many are remembered (the oldest go first); the state file grows ~30 bytes each.
+    max_dedupe_entries: int = Field(default=10_000, ge=100, le=1_000_000)
     recent_decisions: int = Field(default=200, ge=1, le=10_000)
     #: How often pending reverse actions (after stabilisation) are checked.
     tick_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -268,6 +310,7 @@ class ScalerConfig(Strict):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     limits: HostLimits = Field(default_factory=HostLimits)
     docker: DockerBackendConfig = Field(default_factory=DockerBackendConfig)
+    kubernetes: KubernetesBackendConfig = Field(default_factory=KubernetesBackendConfig)
     #: The allowlist: the only things an action can ever touch.
     targets: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Target] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)

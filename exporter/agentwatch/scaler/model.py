@@ -6,7 +6,7 @@ import these types; this module imports nothing of the scaler, so no backend dep
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 AlertStatus = Literal["firing", "resolved"]
@@ -38,6 +38,23 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class NodeRoom:
+    """One node of a cluster as the scaler sees it: what it reports and what its tasks claim."""
+
+    hostname: str
+    #: Memory the node reports (Swarm: Description.Resources.MemoryBytes).
+    memory_bytes: int
+    #: Memory claimed by every task meant to run there (each its limit or reservation, the larger).
+    claimed_bytes: int
+    #: Tasks of the target's service meant to run there.
+    tasks: int = 0
+    #: Ready, active, and allowed by the service's placement constraints.
+    eligible: bool = True
+    #: The service's cap of tasks per node (Placement.MaxReplicas); None: no cap.
+    max_tasks: int | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     """What a backend saw on a target just before deciding; None where it does not apply."""
 
@@ -48,6 +65,10 @@ class Observation:
     memory_total_bytes: int | None = None
     concurrency: int | None = None
     draining: bool | None = None
+    #: The cluster's nodes (Swarm services): the policy never places more on a node than it holds.
+    nodes: tuple[NodeRoom, ...] | None = None
+    #: Memory one more task claims on a node (its limit or reservation, the larger).
+    task_bytes: int | None = None
 
 
 @dataclass
@@ -87,4 +108,9 @@ class Decision:
         self.outcome, self.reason, self.detail = "skipped", reason, detail
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
+        # Every field is a plain value: read them directly (``asdict`` deep-copies each one, the
+        # largest cost of a decision in a webhook burst).
+        return {name: v for name in _DECISION_FIELDS if (v := getattr(self, name)) not in ("", None)}
+
+
+_DECISION_FIELDS = tuple(f.name for f in fields(Decision))

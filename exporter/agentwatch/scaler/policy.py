@@ -22,11 +22,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 
+from agentwatch.scaler import placement
 from agentwatch.scaler.config import (
     TEMPLATE_RE,
     AgentServerTarget,
     ComposeServiceTarget,
     ContainerTarget,
+    KubernetesDeploymentTarget,
     Rule,
     ScalerConfig,
     SwarmServiceTarget,
@@ -43,11 +45,11 @@ FINAL_SKIPS: frozenset[str] = frozenset({"target_unresolved", "target_not_allowe
 QUANTITY = {"scale_up": "replicas", "scale_down": "replicas", "resize_memory": "memory",
             "set_concurrency": "concurrency"}
 REVERSE_ACTION = {"scale_up": "scale_down", "scale_down": "scale_up", "resize_memory": "resize_memory",
-                  "set_concurrency": "set_concurrency", "notify": "notify"}
-REPLICA_KINDS = ("compose_service", "swarm_service")
-MEMORY_KINDS = ("compose_service", "swarm_service", "container")
-ReplicaTarget = ComposeServiceTarget | SwarmServiceTarget
-MemoryTarget = ComposeServiceTarget | SwarmServiceTarget | ContainerTarget
+                  "set_concurrency": "set_concurrency", "drain": "undrain", "notify": "notify"}
+REPLICA_KINDS = ("compose_service", "swarm_service", "kubernetes_deployment")
+MEMORY_KINDS = ("compose_service", "swarm_service", "kubernetes_deployment", "container")
+ReplicaTarget = ComposeServiceTarget | SwarmServiceTarget | KubernetesDeploymentTarget
+MemoryTarget = ComposeServiceTarget | SwarmServiceTarget | KubernetesDeploymentTarget | ContainerTarget
 #: Makes the id of each new decision (the executor's is random; tests pass a counter).
 IdFactory = Callable[[], str]
 
@@ -267,47 +269,57 @@ def _bounded(d: Decision, config: ScalerConfig, obs: Observation) -> Bounded:
     if d.action == "set_concurrency":
         return (_concurrency(d, rule, target, obs) if isinstance(target, AgentServerTarget)
                 else "action_not_supported")
-    if d.action == "drain":
+    if d.action in ("drain", "undrain"):
         if obs.draining is None:
             return "observe_failed"
+        if d.action == "undrain":  # the reverse of a drain: only a server still draining is touched
+            return (1, 0) if obs.draining else "no_change"
         return "no_change" if obs.draining else (0, 1)
     return (0, 0)  # restart, notify: nothing to bound
 
 
 def _total(observed: dict[str, Observation | None], names: list[str],
-           read: Callable[[Observation], int | None]) -> int | None:
-    """The sum of one observed quantity over ``names``; None if any of them is unknown."""
+           read: Callable[[Observation], int | None], unread: set[str]) -> int:
+    """The sum of one observed quantity over the ``names`` that could be read; the others go to ``unread``."""
     total = 0
     for name in names:
         obs = observed.get(name)
         value = None if obs is None else read(obs)
         if value is None:
-            return None
-        total += value
+            unread.add(name)
+        else:
+            total += value
     return total
 
 
 def _host_limit(extra: float, per_replica: int, config: ScalerConfig, observed: dict[str, Observation | None],
-                added: dict[str, float]) -> str | None:
-    """Why adding ``extra`` replicas would break a host limit (given increments already planned), or None."""
+                added: dict[str, float], unread: set[str]) -> str | None:
+    """Why adding ``extra`` replicas would break a host limit (given increments already planned), or None.
+
+    The totals count the targets that could be observed; one that cannot (a Swarm service on an
+    engine that is not a swarm manager, an engine that is down) is left out and named in ``unread``,
+    so it does not block every other target. The target being scaled was observed, or ``plan``
+    skipped it already.
+    """
     limits = config.limits
     if limits.max_total_replicas is not None:
-        replicas = _total(observed, _names(config, REPLICA_KINDS), lambda o: o.replicas)
-        if replicas is None:
-            return "replica count of a target unknown"
-        total = replicas + added["replicas"]
+        total = _total(observed, _names(config, REPLICA_KINDS), lambda o: o.replicas, unread) + added["replicas"]
         if total + extra > limits.max_total_replicas:
             return f"{total:g} + {extra:g} replicas > max_total_replicas {limits.max_total_replicas}"
     if limits.max_total_memory_bytes is not None:
         if not per_replica:
             return "the service has no memory limit, so its cost is unbounded"
-        memory = _total(observed, _names(config, MEMORY_KINDS), lambda o: o.memory_total_bytes)
-        if memory is None:
-            return "memory of a target unknown"
+        memory = _total(observed, _names(config, MEMORY_KINDS), lambda o: o.memory_total_bytes, unread)
         total = memory + added["memory"]
         if total + extra * per_replica > limits.max_total_memory_bytes:
             return f"{total + extra * per_replica:.0f} bytes > max_total_memory_bytes"
     return None
+
+
+def _left_out(unread: set[str]) -> str:
+    names = sorted(unread)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"host limits counted without {shown} (could not be observed)"
 
 
 def plan(decisions: list[Decision], config: ScalerConfig, state: State,
@@ -316,6 +328,7 @@ def plan(decisions: list[Decision], config: ScalerConfig, state: State,
     order = sorted((d for d in decisions if d.outcome == "act"), key=lambda d: -d.priority)
     won: dict[str, str] = {}
     added = {"replicas": 0.0, "memory": 0.0}
+    booked = placement.Booked()
     budget = config.rate_limit.max_actions - state.actions_in_window(now, config.rate_limit.per_seconds)
     for d in order:
         if d.target in won:
@@ -330,18 +343,28 @@ def plan(decisions: list[Decision], config: ScalerConfig, state: State,
             d.skip(bounded, "already at the bound" if bounded == "bounds" else "")
             continue
         current, desired = bounded
+        fitted = placement.fit(d.action, current, desired, obs, booked)  # per node, for cluster targets
+        if isinstance(fitted, str):
+            d.skip("host_limit", fitted)
+            continue
+        desired, note = fitted
+        d.detail = note or d.detail
         d.current, d.desired = current, desired
         extra, per_replica = desired - current, obs.memory_bytes or 0
         if d.action == "scale_up":
-            why = _host_limit(extra, per_replica, config, observed, added)
+            unread: set[str] = set()
+            why = _host_limit(extra, per_replica, config, observed, added, unread)
             if why:
-                d.skip("host_limit", why)
+                d.skip("host_limit", why + (f"; {_left_out(unread)}" if unread else ""))
                 continue
+            if unread:
+                d.detail = "; ".join(filter(None, (d.detail, _left_out(unread))))
         if budget <= 0:
             d.skip("rate_limit", f"{config.rate_limit.max_actions} actions per {config.rate_limit.per_seconds:g}s")
             continue
         budget -= 1
         won[d.target] = d.rule
+        placement.book(d.action, current, desired, obs, booked)
         if d.action == "scale_up":
             added["replicas"] += extra
             added["memory"] += extra * per_replica

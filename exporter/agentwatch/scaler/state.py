@@ -2,16 +2,27 @@
 
 ``State`` is plain data (the policy reads it; only ``policy.commit`` changes it; no I/O);
 ``StateStore`` persists it atomically (temp file + fsync + rename) and sets a corrupt file aside
-instead of failing.
+instead of failing; ``BatchedSaves`` lets concurrent decisions share one write and fsync.
+
+The state is rewritten after every batch of changes, so its size is the cost of every batch. It holds only
+what can still matter: dedupe entries until they expire (and at most ``max_dedupe_entries``,
+stored as 16-character digests whatever the length of the alert's fingerprint), cooldowns while
+they run, the rate window's timestamps, and baselines and reverses of the policy's own rules and
+targets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import contextlib
+import hashlib
 import json
 import logging
+import math
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +30,17 @@ from typing import Any
 logger = logging.getLogger("agentwatch.scaler.state")
 
 VERSION = 1
+#: Length of a stored dedupe digest (hex); a longer key in an older file is digested on load.
+DIGEST_CHARS = 16
+
+
+def dedupe_digest(key: str) -> str:
+    """The stored form of a dedupe key: 64 bits of BLAKE2b, short and of fixed size."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=DIGEST_CHARS // 2).hexdigest()
+
+
+def _is_digest(key: str) -> bool:
+    return len(key) == DIGEST_CHARS and all(c in "0123456789abcdef" for c in key)
 
 
 @dataclass(frozen=True)
@@ -49,7 +71,7 @@ def _is_number(value: Any) -> bool:
 class State:
     #: "target|action" -> Unix time the cooldown ends.
     cooldowns: dict[str, float] = field(default_factory=dict)
-    #: dedupe key -> Unix time it expires; insertion order is age order.
+    #: dedupe digest (``dedupe_digest``) -> Unix time it expires; insertion order is expiry order.
     seen: dict[str, float] = field(default_factory=dict)
     #: Unix times of recent actions, for the global rate limit.
     actions: list[float] = field(default_factory=list)
@@ -62,14 +84,22 @@ class State:
 
     # dedupe -----------------------------------------------------------------------------------
     def is_seen(self, key: str, now: float) -> bool:
-        expires = self.seen.get(key)
+        expires = self.seen.get(dedupe_digest(key))
         return expires is not None and expires > now
 
     def mark_seen(self, key: str, now: float, ttl: float, max_entries: int) -> None:
-        self.seen.pop(key, None)
-        self.seen[key] = now + ttl
-        while len(self.seen) > max_entries:
+        """Remember ``key`` until ``now + ttl``; past ``max_entries`` the entries closest to expiry go."""
+        digest = dedupe_digest(key)
+        self.seen.pop(digest, None)
+        self.seen[digest] = float(math.ceil(now + ttl))  # whole seconds: shorter in the file
+        self.cap_seen(max_entries)
+
+    def cap_seen(self, max_entries: int) -> bool:
+        """Keep at most ``max_entries`` dedupe entries (the oldest go first); True if any went."""
+        over = len(self.seen) - max_entries
+        for _ in range(max(0, over)):
             self.seen.pop(next(iter(self.seen)))
+        return over > 0
 
     # cooldowns --------------------------------------------------------------------------------
     def cooldown_left(self, target: str, action: str, now: float) -> float:
@@ -81,17 +111,47 @@ class State:
 
     # rate limit -------------------------------------------------------------------------------
     def actions_in_window(self, now: float, window: float) -> int:
-        return sum(1 for t in self.actions if now - window < t <= now)
+        """Actions in ``(now - window, now]``; ``actions`` is kept sorted (``expire``, ``from_json``),
+        so this is two binary searches, not a walk over every action of the window per decision."""
+        return bisect.bisect_right(self.actions, now) - bisect.bisect_right(self.actions, now - window)
 
     def expire(self, now: float, window: float) -> None:
-        """Drop what can no longer matter, so memory stays bounded."""
+        """Drop what can no longer matter, so memory stays bounded.
+
+        ``seen`` is in expiry order (one TTL, a clock that only moves on), so only its expired head
+        is visited; the walk stops at the first live entry.
+        """
         self.cooldowns = {k: v for k, v in self.cooldowns.items() if v > now}
-        self.seen = {k: v for k, v in self.seen.items() if v > now}
-        self.actions = [t for t in self.actions if now - window < t]
+        while self.seen:
+            oldest = next(iter(self.seen))
+            if self.seen[oldest] > now:
+                break
+            del self.seen[oldest]
+        # Appended in decision order, which is time order unless the clock stepped back: sorting an
+        # already sorted list is one pass in C.
+        self.actions.sort()
+        del self.actions[:bisect.bisect_right(self.actions, now - window)]
+
+    def forget_unknown(self, targets: set[str], rules: set[str]) -> bool:
+        """Drop cooldowns, baselines and applied marks of targets or rules the policy no longer has.
+
+        Called once at start (the policy may have changed since the state was saved); True if
+        anything was dropped.
+        """
+        before = len(self.cooldowns) + len(self.baselines) + len(self.applied)
+        self.cooldowns = {k: v for k, v in self.cooldowns.items() if k.partition("|")[0] in targets}
+        self.baselines = {k: v for k, v in self.baselines.items() if k.partition("|")[0] in targets}
+        self.applied = {k: v for k, v in self.applied.items()
+                        if k.partition("|")[0] in rules and k.partition("|")[2] in targets}
+        return len(self.cooldowns) + len(self.baselines) + len(self.applied) != before
 
     # persistence ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"version": VERSION, **asdict(self)}
+        """The file's contents. The containers are shared, not copied (``asdict`` would copy every
+        dedupe entry of every save): encode the result before the state changes again."""
+        return {"version": VERSION, "cooldowns": self.cooldowns, "seen": self.seen, "actions": self.actions,
+                "baselines": self.baselines, "applied": self.applied,
+                "pending": {key: asdict(reverse) for key, reverse in self.pending.items()}}
 
     @classmethod
     def from_json(cls, data: Any) -> State:
@@ -115,9 +175,12 @@ class State:
         if not isinstance(actions, list) or not all(_is_number(t) for t in actions):
             raise ValueError("actions: expected a list of numbers")
         pending = {k: PendingReverse.from_json(k, v) for k, v in objects("pending").items()}
-        seen = floats("seen")
+        seen: dict[str, float] = {}
+        for key, expires in floats("seen").items():  # a file from before digests: digest its keys
+            digest = key if _is_digest(key) else dedupe_digest(key)
+            seen[digest] = max(expires, seen.get(digest, expires))
         return cls(cooldowns=floats("cooldowns"), seen=dict(sorted(seen.items(), key=lambda kv: kv[1])),
-                   actions=[float(t) for t in actions], baselines=floats("baselines"),
+                   actions=sorted(float(t) for t in actions), baselines=floats("baselines"),
                    applied=floats("applied"), pending=pending)
 
 
@@ -153,9 +216,17 @@ class StateStore:
 
     def save(self, state: State) -> None:
         """Write to a temp file in the same directory, fsync, rename over, fsync the directory."""
+        self.write(self.encode(state))
+
+    @staticmethod
+    def encode(state: State) -> bytes:
+        """The file's bytes for ``state``: a snapshot, so the state may change while they are written."""
+        return json.dumps(state.to_json(), separators=(",", ":")).encode()
+
+    def write(self, data: bytes) -> None:
+        """Replace the file with ``data`` durably (temp file, fsync, rename, fsync the directory)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        data = json.dumps(state.to_json(), separators=(",", ":")).encode()
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -167,3 +238,65 @@ class StateStore:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+
+class BatchedSaves:
+    """Durable saves shared by concurrent decisions: one write and fsync per batch.
+
+    Each change to the state bumps a generation (``changed``, called right after the change, in
+    the same synchronous step); ``wait(generation)`` returns once the file holds that generation or
+    a later one. A batch encodes the state as it is when the batch starts, so every change made
+    until then rides on that one fsync; changes made while it is written wait for the next batch.
+    A decision is acknowledged, and its action started, only after its ``wait``: whatever was
+    acknowledged is on disk. A write that fails is reported to ``on_error`` and releases its
+    waiters (the decision stands, as a single failed save always did); the next change retries.
+
+    Only the event loop's thread calls these methods; ``run_io`` moves the write off it.
+    """
+
+    def __init__(self, store: StateStore, state: Callable[[], State],
+                 run_io: Callable[[Callable[[bytes], None], bytes], Awaitable[None]],
+                 on_error: Callable[[OSError], None]) -> None:
+        self.store = store
+        self._state = state
+        self._run_io = run_io
+        self._on_error = on_error
+        #: Changes made so far, and how many of them the file holds.
+        self.generation = 0
+        self.saved = 0
+        #: Batches written (each one fsync), for tests and benchmarks.
+        self.batches = 0
+        self._writing: asyncio.Future[None] | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.saved < self.generation or self._writing is not None
+
+    def changed(self) -> int:
+        """Record one change to the state; returns the generation to ``wait`` for."""
+        self.generation += 1
+        return self.generation
+
+    async def wait(self, generation: int) -> None:
+        """Return once the file holds ``generation`` (or a write covering it has failed)."""
+        # Two passes at most: a batch already being written may predate the change, the next one cannot.
+        for _ in range(3):
+            if self.saved >= generation:
+                return
+            if self._writing is None:
+                self._writing = asyncio.ensure_future(self._write_batch())
+            await asyncio.shield(self._writing)
+        raise AssertionError("a state batch did not cover a change made before it started")
+
+    async def _write_batch(self) -> None:
+        try:
+            covers = self.generation
+            data = self.store.encode(self._state())
+            try:
+                await self._run_io(self.store.write, data)
+            except OSError as exc:
+                self._on_error(exc)
+            self.batches += 1
+            self.saved = max(self.saved, covers)
+        finally:
+            self._writing = None

@@ -1,4 +1,8 @@
-"""Agent servers: maxConcurrency and drain through their authenticated deploy API (X-API-Key)."""
+"""Agent servers: maxConcurrency and drain through their authenticated deploy API (X-API-Key).
+
+A drain is started with ``POST`` on the drain path and, when its alert resolves (the rule's
+``on_resolved: reverse``), stopped with ``DELETE`` on the same path.
+"""
 
 from __future__ import annotations
 
@@ -77,6 +81,9 @@ class HttpBackend:
         if decision.action == "drain":
             await self._call(target, "POST", target.endpoints.drain, {})
             return "draining"
+        if decision.action == "undrain":
+            await self._call(target, "DELETE", target.endpoints.drain)
+            return "draining stopped"
         raise ActionError(f"the http backend cannot {decision.action}")
 
     async def close(self) -> None:
