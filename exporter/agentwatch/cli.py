@@ -36,13 +36,16 @@ def run_exporter(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from agentwatch.server import create_app
+    from agentwatch.tuning import settle_process
 
     config = _exporter_config(args)
     log.setup(config.log_format, config.log_level)
     sock = listener.bind(config.listen)
+    app = create_app(config)
+    settle_process()
     logger.info("agentwatch exporter %s listening on http://%s/metrics", __version__, config.listen,
                 extra={"interval_seconds": config.interval_seconds})
-    web.run_app(create_app(config), sock=sock, print=None, access_log=None)
+    web.run_app(app, sock=sock, print=None, access_log=None)
     return 0
 
 

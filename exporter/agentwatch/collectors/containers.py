@@ -122,8 +122,13 @@ _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d
 
 def docker_time(value: Any) -> float:
     """Unix seconds from the engine's RFC 3339 (nanosecond) timestamps; 0 for its zero time."""
-    if not isinstance(value, str):
-        return 0.0
+    return _parse_docker_time(value) if isinstance(value, str) else 0.0
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_docker_time(value: str) -> float:
+    """Cached: each container's StartedAt and FinishedAt are parsed several times a cycle, every
+    cycle, and rarely change."""
     found = _TIME.match(value)
     if not found or found.group(1).startswith("0001-"):
         return 0.0

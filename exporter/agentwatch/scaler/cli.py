@@ -17,8 +17,8 @@ SCALER_FLAGS = {"--listen": "listen", "--log-format": "log_format", "--log-level
 def run(args: argparse.Namespace) -> int:
     from agentwatch.scaler.app import create_app
     from agentwatch.scaler.config import load
-    from agentwatch.scaler.executor import settle_process
     from agentwatch.serving import ConnectionLimits, serve
+    from agentwatch.tuning import settle_process
 
     config = with_overrides(load(args.config), args, SCALER_FLAGS)
     log.setup(config.log_format, config.log_level)

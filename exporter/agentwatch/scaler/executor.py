@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
+import functools
 import logging
-import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -59,25 +58,12 @@ def make_backends(config: ScalerConfig) -> dict[str, Backend]:
             "notify": NotifyBackend()}
 
 
-def settle_process() -> None:
-    """Tune the scaler's process once it is set up (``agentwatch scaler`` calls this; tests do not).
-
-    - What imports and set-up allocated lives as long as the process: ``gc.freeze`` keeps the
-      garbage collector's full passes off it. Each pass over those ~50,000 objects blocked the
-      event loop for about 50 ms, the decision latency's p99 in a burst (issue 14's profile).
-    - A decision waits for its state write, made in a thread whose every system call hands the
-      interpreter lock back and forth with a busy event loop; at the default 5 ms switch interval
-      those hand-overs, not the fsync, were most of that wait.
-    """
-    gc.freeze()
-    sys.setswitchinterval(SWITCH_INTERVAL)
-
-
+#: How long one read of a target's state serves the decisions about it (unless an action on it starts
+#: or ends first). Alerts arrive in bursts about the same targets; a second is old news for nobody.
+OBSERVATION_TTL_SECONDS = 1.0
 #: Audit records are gathered this long and written as one batch (one hand-over to the audit thread,
 #: one open and one write): per turn of the event loop, a burst made hundreds of tiny batches.
 AUDIT_BATCH_SECONDS = 0.05
-#: Seconds a thread may hold the interpreter lock while another waits for it (Python's default: 0.005).
-SWITCH_INTERVAL = 0.0005
 
 
 def _no_id() -> str:
@@ -148,15 +134,19 @@ class Scaler:
         self.state = State()
         self.recent: OrderedDict[str, Decision] = OrderedDict()
         self.turns = TargetTurns()
-        #: Target -> the observation being read now, shared by every webhook that needs it meanwhile.
-        self._reading: dict[str, asyncio.Future[Observation | None]] = {}
+        #: (target, epoch) -> the observation being read now, shared by every webhook that needs it.
+        self._reading: dict[tuple[str, int], asyncio.Future[Observation | None]] = {}
+        #: target -> (when its read started, its epoch then, the observation) for OBSERVATION_TTL_SECONDS.
+        self._observed: dict[str, tuple[float, int, Observation]] = {}
+        #: target -> how many times an action on it started or ended (observations before are stale).
+        self._epochs: dict[str, int] = {}
         self._target_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         #: State writes and audit appends each have one thread, which keeps them in order and off the
         #: event loop; apart, a long audit batch never holds up the state write a decision waits for.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scaler-state")
         self._audit_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scaler-audit")
-        self.saves = BatchedSaves(self.store, lambda: self.state, self._run_io, self._save_failed)
+        self.saves = BatchedSaves(self.store, lambda: self.state, self._io_future, self._save_failed)
         self._writes: set[asyncio.Future[None]] = set()
         #: Audit records of the last AUDIT_BATCH_SECONDS, written as one batch (one open, one write)
         #: so a webhook of 1,000 alerts does not queue 1,000 file writes.
@@ -211,7 +201,11 @@ class Scaler:
             await asyncio.wait({*self._tasks, *self._writes}, timeout=max(0.0, deadline - time.monotonic()))
 
     async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        return await self._io_future(fn, *args)
+
+    def _io_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``fn`` submitted to the state thread now (not at the next turn of the loop)."""
+        return asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     async def _save(self) -> None:
         await self.saves.wait(self.saves.changed())
@@ -299,20 +293,48 @@ class Scaler:
         return decisions
 
     async def _observe(self, names: set[str]) -> dict[str, Observation | None]:
-        """The current state of each target; a read already in flight for a target is shared.
+        """The current state of each target, read once for every decision that needs it meanwhile.
 
-        A burst of webhooks about one agent server then costs it one status read at a time, not
-        one per webhook (fifty at once would queue behind each other in the server).
+        A read in flight is shared, and its result serves the decisions about that target for
+        OBSERVATION_TTL_SECONDS, until an action on the target starts or ends (``_acted_on``): a
+        burst of webhooks about one agent server then costs it one status read, not one per
+        webhook (fifty at once queued behind each other in the server and in the event loop).
         """
-        async def one(name: str) -> tuple[str, Observation | None]:
-            reading = self._reading.get(name)
+        out: dict[str, Observation | None] = {}
+        waits: dict[str, asyncio.Future[Observation | None]] = {}
+        now = time.monotonic()
+        for name in sorted(names):
+            epoch = self._epochs.get(name, 0)
+            kept = self._observed.get(name)
+            if kept is not None and kept[1] == epoch and now - kept[0] < OBSERVATION_TTL_SECONDS:
+                out[name] = kept[2]  # no await at all: under a burst, every turn of the loop is long
+                continue
+            key = (name, epoch)
+            reading = self._reading.get(key)
             if reading is None:
-                reading = self._reading[name] = asyncio.ensure_future(self._observe_one(name))
-                reading.add_done_callback(lambda done: self._reading.pop(name, None)
-                                          if self._reading.get(name) is done else None)
-            return name, await asyncio.shield(reading)
+                reading = self._reading[key] = asyncio.ensure_future(self._observe_one(name))
+                reading.add_done_callback(functools.partial(self._read, key, now))
+            waits[name] = reading
+        if waits:
+            done = await asyncio.gather(*(asyncio.shield(r) for r in waits.values()))
+            out.update(zip(waits, done, strict=True))
+        return out
 
-        return dict(await asyncio.gather(*(one(n) for n in sorted(names))))
+    def _read(self, key: tuple[str, int], started: float, done: asyncio.Future[Observation | None]) -> None:
+        """A read ended: keep a good observation (unless an action touched the target since)."""
+        if self._reading.get(key) is done:
+            del self._reading[key]
+        name, epoch = key
+        if done.cancelled() or done.exception() is not None:
+            return
+        observation = done.result()
+        if observation is not None and self._epochs.get(name, 0) == epoch:
+            self._observed[name] = (started, epoch, observation)
+
+    def _acted_on(self, target: str) -> None:
+        """An action on ``target`` starts or ends: what was read before no longer holds."""
+        self._epochs[target] = self._epochs.get(target, 0) + 1
+        self._observed.pop(target, None)
 
     async def _observe_one(self, name: str) -> Observation | None:
         target = self.config.targets[name]
@@ -355,6 +377,7 @@ class Scaler:
 
     # acting ----------------------------------------------------------------------------------
     def _launch(self, d: Decision) -> None:
+        self._acted_on(d.target)
         task = asyncio.create_task(self._execute(d), name=f"scaler-{d.action}-{d.target}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -386,6 +409,7 @@ class Scaler:
                     logger.warning("%s on %s failed (attempt %d/%d): %s; retrying in %.1fs", d.action, d.target,
                                    attempt, retry.attempts, d.error, delay)
                     await asyncio.sleep(delay)
+        self._acted_on(d.target)
         d.finished_at = self.clock()
         self.metrics.observe("agentwatch_scaler_action_duration_seconds", time.perf_counter() - started, d.action)
         self.metrics.inc("agentwatch_scaler_actions_total", d.action, d.result)

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,16 +246,18 @@ class BatchedSaves:
     Each change to the state bumps a generation (``changed``, called right after the change, in
     the same synchronous step); ``wait(generation)`` returns once the file holds that generation or
     a later one. A batch encodes the state as it is when the batch starts, so every change made
-    until then rides on that one fsync; changes made while it is written wait for the next batch.
-    A decision is acknowledged, and its action started, only after its ``wait``: whatever was
-    acknowledged is on disk. A write that fails is reported to ``on_error`` and releases its
-    waiters (the decision stands, as a single failed save always did); the next change retries.
+    until then rides on that one fsync; changes made while it is written go in the next batch,
+    which starts as soon as this one ends. A decision is acknowledged, and its action started, only
+    after its ``wait``: whatever was acknowledged is on disk. A write that fails with an OSError is
+    reported to ``on_error`` and releases its waiters (the decision stands, as a single failed save
+    always did); the next change retries.
 
-    Only the event loop's thread calls these methods; ``run_io`` moves the write off it.
+    Only the event loop's thread calls these methods; ``run_io`` submits the write to another
+    thread and returns its future at once, so no batch waits for an extra turn of the loop.
     """
 
     def __init__(self, store: StateStore, state: Callable[[], State],
-                 run_io: Callable[[Callable[[bytes], None], bytes], Awaitable[None]],
+                 run_io: Callable[[Callable[[bytes], None], bytes], asyncio.Future[None]],
                  on_error: Callable[[OSError], None]) -> None:
         self.store = store
         self._state = state
@@ -267,6 +269,7 @@ class BatchedSaves:
         #: Batches written (each one fsync), for tests and benchmarks.
         self.batches = 0
         self._writing: asyncio.Future[None] | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def pending(self) -> bool:
@@ -279,24 +282,45 @@ class BatchedSaves:
 
     async def wait(self, generation: int) -> None:
         """Return once the file holds ``generation`` (or a write covering it has failed)."""
-        # Two passes at most: a batch already being written may predate the change, the next one cannot.
-        for _ in range(3):
-            if self.saved >= generation:
-                return
-            if self._writing is None:
-                self._writing = asyncio.ensure_future(self._write_batch())
-            await asyncio.shield(self._writing)
-        raise AssertionError("a state batch did not cover a change made before it started")
+        if self.saved >= generation:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((generation, done))
+        if self._writing is None:
+            self._start_batch()
+        await done
 
-    async def _write_batch(self) -> None:
-        try:
-            covers = self.generation
-            data = self.store.encode(self._state())
-            try:
-                await self._run_io(self.store.write, data)
-            except OSError as exc:
-                self._on_error(exc)
-            self.batches += 1
-            self.saved = max(self.saved, covers)
-        finally:
-            self._writing = None
+    def _start_batch(self) -> None:
+        covers = self.generation
+        data = self.store.encode(self._state())  # now, on the loop: a consistent snapshot
+        self._writing = self._run_io(self.store.write, data)
+        self._writing.add_done_callback(lambda written: self._finished(covers, written))
+
+    def _finished(self, covers: int, written: asyncio.Future[None]) -> None:
+        self._writing = None
+        error = None if written.cancelled() else written.exception()
+        if written.cancelled() or (error is not None and not isinstance(error, OSError)):
+            for _, waiter in self._waiters:  # nothing was confirmed written: pass the failure on
+                if waiter.done():
+                    continue
+                if error is None:
+                    waiter.cancel()
+                else:
+                    waiter.set_exception(error)
+            self._waiters = []
+            return
+        if isinstance(error, OSError):
+            self._on_error(error)
+        self.batches += 1
+        self.saved = max(self.saved, covers)
+        waiting = []
+        for generation, waiter in self._waiters:
+            if waiter.done():
+                continue  # its webhook went away
+            if generation <= self.saved:
+                waiter.set_result(None)
+            else:
+                waiting.append((generation, waiter))
+        self._waiters = waiting
+        if waiting:
+            self._start_batch()
