@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from agentwatch.collectors.procscan import read_bytes
+from agentwatch.collectors.procscan import KeptFiles, read_bytes
 
 #: A v1 limit at or above this is the kernel's "no limit" (PAGE_COUNTER_MAX rounded to pages).
 V1_UNLIMITED = 1 << 62
@@ -67,9 +67,10 @@ class ContainerStats:
     memory_oom_kills: int | None = None
 
 
-def _read(path: str, limit: int = 1 << 20) -> bytes:
+def _read(path: str, limit: int = 1 << 20, files: KeptFiles | None = None) -> bytes:
+    """The file's bytes, through ``files`` (kept open between cycles) when given."""
     try:
-        return read_bytes(path, limit)
+        return files.read(path, limit) if files is not None else read_bytes(path, limit)
     except OSError as exc:
         raise CgroupUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -247,6 +248,8 @@ class CgroupTree:
         self.root = root.rstrip("/") or "/"
         self._version: int | None = None
         self._v1_mounts: dict[str, str] = {}
+        #: The containers' files, kept open from one cycle to the next (``sweep`` once a cycle).
+        self.files = KeptFiles()
 
     @property
     def version(self) -> int:
@@ -311,34 +314,35 @@ class CgroupTree:
 
     def read(self, cg: ContainerCgroup) -> ContainerStats:
         """Memory, CPU, throttling, block IO and pids of one container."""
-        return read_v2(cg.dirs[""]) if cg.version == 2 else read_v1(cg.dirs, cg.blkio)
+        return read_v2(cg.dirs[""], self.files) if cg.version == 2 else read_v1(cg.dirs, cg.blkio, self.files)
 
 
-def read_v1(dirs: dict[str, str], blkio: tuple[str, ...] | None = None) -> ContainerStats:
+def read_v1(dirs: dict[str, str], blkio: tuple[str, ...] | None = None,
+            files: KeptFiles | None = None) -> ContainerStats:
     """cgroup v1: one directory per controller (cpu and cpuacct may be the same one).
 
     ``blkio`` names the block IO files known to exist (``ContainerCgroup.blkio``); the first one
     with Read or Write lines counts, as runc reads them.
     """
     mem = dirs["memory"]
-    usage = _int(_read(f"{mem}/memory.usage_in_bytes"), "memory.usage_in_bytes")
-    limit = _int(_read(f"{mem}/memory.limit_in_bytes"), "memory.limit_in_bytes")
-    stat = _keyed(_read(f"{mem}/memory.stat"))
+    usage = _int(_read(f"{mem}/memory.usage_in_bytes", files=files), "memory.usage_in_bytes")
+    limit = _int(_read(f"{mem}/memory.limit_in_bytes", files=files), "memory.limit_in_bytes")
+    stat = _keyed(_read(f"{mem}/memory.stat", files=files))
     cpu_seconds = 0.0
     if "cpuacct" in dirs:
-        cpu_seconds = _int(_read(f"{dirs['cpuacct']}/cpuacct.usage"), "cpuacct.usage") / 1e9
-    cpu_stat = _keyed(_read(f"{dirs['cpu']}/cpu.stat")) if "cpu" in dirs else {}
+        cpu_seconds = _int(_read(f"{dirs['cpuacct']}/cpuacct.usage", files=files), "cpuacct.usage") / 1e9
+    cpu_stat = _keyed(_read(f"{dirs['cpu']}/cpu.stat", files=files)) if "cpu" in dirs else {}
     read = write = 0
     for path in _blkio_files(dirs, blkio):
         try:
-            found = _v1_blkio(_read(path))
+            found = _v1_blkio(_read(path, files=files))
         except CgroupUnavailable:
             continue
         if found is not None:
             read, write = found
             break
-    pids = _int(_read(f"{dirs['pids']}/pids.current"), "pids.current") if "pids" in dirs else 0
-    oom_kills = _optional_key(f"{mem}/memory.oom_control", b"oom_kill")  # kernel 4.13+
+    pids = _int(_read(f"{dirs['pids']}/pids.current", files=files), "pids.current") if "pids" in dirs else 0
+    oom_kills = _optional_key(f"{mem}/memory.oom_control", b"oom_kill", files)  # kernel 4.13+
     inactive = _num(stat, b"total_inactive_file", _num(stat, b"inactive_file"))
     return ContainerStats(
         memory_usage=usage,
@@ -357,10 +361,10 @@ def read_v1(dirs: dict[str, str], blkio: tuple[str, ...] | None = None) -> Conta
     )
 
 
-def _optional_key(path: str, key: bytes) -> int | None:
+def _optional_key(path: str, key: bytes, files: KeptFiles | None = None) -> int | None:
     """One counter of a flat-keyed file, or None when the file or the key is missing."""
     try:
-        value = _keyed(_read(path)).get(key)
+        value = _keyed(_read(path, files=files)).get(key)
     except CgroupUnavailable:
         return None
     try:
@@ -369,18 +373,18 @@ def _optional_key(path: str, key: bytes) -> int | None:
         return None
 
 
-def read_v2(path: str) -> ContainerStats:
+def read_v2(path: str, files: KeptFiles | None = None) -> ContainerStats:
     """cgroup v2: everything in one directory."""
-    usage = _int(_read(f"{path}/memory.current"), "memory.current")
-    limit = parse_v2_max(_read(f"{path}/memory.max"))
-    stat = _keyed(_read(f"{path}/memory.stat"))
-    cpu_stat = _keyed(_read(f"{path}/cpu.stat"))
+    usage = _int(_read(f"{path}/memory.current", files=files), "memory.current")
+    limit = parse_v2_max(_read(f"{path}/memory.max", files=files))
+    stat = _keyed(_read(f"{path}/memory.stat", files=files))
+    cpu_stat = _keyed(_read(f"{path}/cpu.stat", files=files))
     try:
-        read, write = parse_v2_io_stat(_read(f"{path}/io.stat"))
+        read, write = parse_v2_io_stat(_read(f"{path}/io.stat", files=files))
     except CgroupUnavailable:  # io controller not enabled for this subtree
         read = write = 0
     try:
-        pids = _int(_read(f"{path}/pids.current"), "pids.current")
+        pids = _int(_read(f"{path}/pids.current", files=files), "pids.current")
     except CgroupUnavailable:
         pids = 0
     return ContainerStats(
@@ -396,10 +400,10 @@ def read_v2(path: str) -> ContainerStats:
         blkio_read_bytes=read,
         blkio_write_bytes=write,
         pids=pids,
-        memory_oom_kills=_optional_key(f"{path}/memory.events", b"oom_kill"),
+        memory_oom_kills=_optional_key(f"{path}/memory.events", b"oom_kill", files),
     )
 
 
-def read_net(proc_root: str, pid: int) -> NetStats:
+def read_net(proc_root: str, pid: int, files: KeptFiles | None = None) -> NetStats:
     """Network counters of the container's network namespace, seen through its init process."""
-    return parse_net_dev(_read(f"{proc_root}/{pid}/net/dev", 1 << 18))
+    return parse_net_dev(_read(f"{proc_root}/{pid}/net/dev", 1 << 18, files))

@@ -373,7 +373,7 @@ class ContainerCollector(Collector):
         for cid, (pid, cgroup) in list(self._cgroups.items()):
             try:
                 stats = self._tree.read(cgroup)
-                stats.net = read_net(self.config.proc_root, pid)
+                stats.net = read_net(self.config.proc_root, pid, self._tree.files)
             except CgroupUnavailable:
                 continue
             out[cid] = (pid, stats)
@@ -392,7 +392,7 @@ class ContainerCollector(Collector):
                     cached = (c.pid, self._tree.locate(self.config.proc_root, c.pid, c.id))
                     self._cgroups[c.id] = cached
                 stats = self._tree.read(cached[1])
-                stats.net = read_net(self.config.proc_root, c.pid)
+                stats.net = read_net(self.config.proc_root, c.pid, self._tree.files)
             except CgroupUnavailable as exc:
                 self._cgroups.pop(c.id, None)
                 self._inspected.pop(c.id, None)  # the pid may be stale: inspect again next cycle
@@ -563,6 +563,7 @@ class ContainerCollector(Collector):
                 failed = {}
                 for stale in self._cgroups.keys() - live:
                     del self._cgroups[stale]
+            self._tree.files.sweep()  # close the files of containers that are gone
             if failed and self.config.stats_source == "cgroup":
                 sample = next(iter(failed.items()))
                 self._once.problem("cgroup", "cannot read cgroup files of %d containers (stats_source: cgroup), "

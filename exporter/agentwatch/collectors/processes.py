@@ -12,6 +12,7 @@ right) and counted; per-process series only exist when enabled and are capped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -108,6 +109,7 @@ class ProcessCollector(Collector):
         self.ticks = float(os.sysconf("SC_CLK_TCK"))
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.count_fds = procscan.FdCounter(self.root)
+        self.stats = procscan.StatReader(self.root)
         self._self_pid = os.getpid() if os.path.realpath(self.root) == "/proc" else None
         # totals kept across scans; the series exist from the first scan, at 0
         self.registry = catalog.PrivateRegistry()
@@ -132,6 +134,12 @@ class ProcessCollector(Collector):
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._inflight = fut
         return await asyncio.shield(self._inflight)
+
+    async def stop(self) -> None:
+        """Close the stat files kept open between scans (in the worker: never under a running scan)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.run_sync(self.stats.close), self.timeout)
+        await super().stop()
 
     def collect_blocking(self) -> list[Metric]:
         """One scan rendered into families; runs in the worker thread."""
@@ -185,13 +193,14 @@ class ProcessCollector(Collector):
             if pid == self._self_pid:
                 continue
             try:
-                st = procscan.read_stat(root, pid)
+                st = self.stats.read(pid)
             except (OSError, ValueError, IndexError) as exc:
                 skipped[procscan.skip_reason(exc)] += 1
                 continue
             if not (st.is_kernel_thread or st.is_dead):
                 stats[pid] = st
         self.matchers.forget_except(set(stats))
+        self.stats.forget_except(set(pids))
 
         def parent_comm(ppid: int) -> str | None:
             parent = stats.get(ppid)
