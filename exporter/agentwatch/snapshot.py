@@ -29,6 +29,9 @@ from agentwatch.periodic import run_every
 
 log = logging.getLogger("agentwatch.snapshot")
 
+#: The longest the collectors that run first (``Collector.runs_first``) hold the others back.
+HEAD_START_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -138,7 +141,21 @@ class CollectionLoop:
     async def collect_once(self) -> Snapshot:
         """Run every collector once, render, and swap the snapshot in."""
         start = time.perf_counter()
-        results = await asyncio.gather(*(self._run_one(c) for c in self.collectors))
+        runs: dict[int, asyncio.Future[list[Metric]]] = {}
+        try:
+            for i, c in enumerate(self.collectors):  # a head start for those that run first
+                if c.runs_first:
+                    runs[i] = asyncio.ensure_future(self._run_one(c))
+            if runs:
+                await asyncio.wait(list(runs.values()), timeout=HEAD_START_SECONDS)
+            for i, c in enumerate(self.collectors):
+                if i not in runs:
+                    runs[i] = asyncio.ensure_future(self._run_one(c))
+            results = await asyncio.gather(*(runs[i] for i in range(len(self.collectors))))
+        except BaseException:
+            for run in runs.values():
+                run.cancel()
+            raise
         families: list[Metric] = [f for batch in results for f in batch]
         families.extend(self.self_metrics.families(time.perf_counter() - start))
         snap = await asyncio.to_thread(Snapshot.render, families, time.time())

@@ -8,6 +8,7 @@ import os
 import signal
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from agentwatch.scaler.executor import Scaler
@@ -104,15 +105,18 @@ async def test_one_alert_in_fifty_concurrent_webhooks_acts_once_on_one_status_re
         await scaler.stop()
 
 
-async def test_concurrent_decisions_share_fsyncs_and_are_on_disk_when_answered(tmp_path):
+@pytest.mark.parametrize("write_seconds", [0.0, 1.0], ids=["fast disk: on the loop", "slow disk: I/O thread"])
+async def test_concurrent_decisions_share_fsyncs_and_are_on_disk_when_answered(tmp_path, write_seconds):
     """Fifty concurrent webhooks, fifty distinct alerts: each one's dedupe entry is in the state
-    file when its ``handle`` returns, and they took far fewer writes than decisions."""
+    file when its ``handle`` returns, and they took far fewer writes than decisions, whether the
+    writes run on the event loop (a fast disk) or in the I/O thread (a slow one)."""
     cfg = config(tmp_path, dry_run=True, targets={"chat": {"kind": "notify", "url_env": "AW_TEST_NO_CHAT"}},
                  rules=[{"name": "page", "alertname": "Page", "action": "notify", "target": "chat",
                          "cooldown_seconds": 0}],
                  rate_limit={"max_actions": 1000, "per_seconds": 60})
     scaler = Scaler(cfg)
     await scaler.start()
+    scaler.saves.write_seconds = write_seconds  # as if the last writes had taken that long
     on_disk: list[bool] = []
 
     async def one(i: int) -> None:
