@@ -1,6 +1,6 @@
 """The collection loop and the snapshot ``/metrics`` serves.
 
-Every interval all collectors run concurrently, each under its own timeout. Their families and
+Every interval all collectors run, in stages (``Collector.stage``), each under its own timeout. Their families and
 the self-metrics are rendered once (in a worker thread, every encoding) and swapped in as one immutable
 ``Snapshot``; ``/metrics`` only ever returns those bytes, so scrape latency does not depend on how
 many containers or processes there are. A collector that fails loses its own families for that
@@ -29,7 +29,7 @@ from agentwatch.periodic import run_every
 
 log = logging.getLogger("agentwatch.snapshot")
 
-#: The longest the collectors that run first (``Collector.runs_first``) hold the others back.
+#: The longest the collectors of one stage (``Collector.stage``) hold the next stage back.
 HEAD_START_SECONDS = 0.5
 
 
@@ -143,14 +143,13 @@ class CollectionLoop:
         start = time.perf_counter()
         runs: dict[int, asyncio.Future[list[Metric]]] = {}
         try:
-            for i, c in enumerate(self.collectors):  # a head start for those that run first
-                if c.runs_first:
-                    runs[i] = asyncio.ensure_future(self._run_one(c))
-            if runs:
-                await asyncio.wait(list(runs.values()), timeout=HEAD_START_SECONDS)
-            for i, c in enumerate(self.collectors):
-                if i not in runs:
-                    runs[i] = asyncio.ensure_future(self._run_one(c))
+            stages = sorted({c.stage for c in self.collectors})
+            for stage in stages:  # each stage gets a head start over the next (``Collector.stage``)
+                batch = {i: asyncio.ensure_future(self._run_one(c))
+                         for i, c in enumerate(self.collectors) if c.stage == stage}
+                runs.update(batch)
+                if stage != stages[-1]:
+                    await asyncio.wait(batch.values(), timeout=HEAD_START_SECONDS)
             results = await asyncio.gather(*(runs[i] for i in range(len(self.collectors))))
         except BaseException:
             for run in runs.values():

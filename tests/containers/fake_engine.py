@@ -40,6 +40,10 @@ class FakeEngine:
         self.events_per_stream = 1
         #: When set, each stream first repeats the previous stream's last event (as ``since`` does).
         self.replay_last = True
+        #: When set, a stream stays open after its events (for up to a minute) and sends one more
+        #: event each time ``push_event`` is called.
+        self.hold_streams = False
+        self._pushed = 0
         self.event_streams = 0
         self.since_seen: list[str | None] = []
         self.requests: list[str] = []
@@ -88,10 +92,15 @@ class FakeEngine:
 
     # --- handlers ---------------------------------------------------------------------------
 
+    def push_event(self) -> None:
+        """One more die event on the held stream (``hold_streams``)."""
+        self._pushed += 1
+
     async def _log(self, request: web.Request) -> None:
         self.requests.append(request.path)
 
     async def ping(self, request: web.Request) -> web.Response:
+        await self._log(request)
         return web.Response(text="OK")
 
     async def version(self, request: web.Request) -> web.Response:
@@ -108,6 +117,7 @@ class FakeEngine:
         return web.json_response(self.listing())
 
     async def inspect_one(self, request: web.Request) -> web.Response:
+        await self._log(request)
         if request.match_info["id"] not in (CONTAINER_ID, CONTAINER_ID[:12], "fake-agent"):
             return web.json_response({"message": "No such container"}, status=404)
         return web.json_response(self.inspect())
@@ -129,6 +139,13 @@ class FakeEngine:
             await asyncio.sleep(0.05)
             self._last_event = self._event()
             await resp.write(json.dumps(self._last_event).encode() + b"\n")
+        sent, deadline = self._pushed, time.monotonic() + 60
+        while self.hold_streams and time.monotonic() < deadline:
+            if self._pushed > sent:
+                sent += 1
+                self._last_event = self._event()
+                await resp.write(json.dumps(self._last_event).encode() + b"\n")
+            await asyncio.sleep(0.02)
         await asyncio.sleep(0.05)
         return resp  # returning ends the chunked body: the stream closes
 

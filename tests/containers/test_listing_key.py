@@ -40,7 +40,7 @@ def test_cache_reuses_on_ticking_uptime_and_refreshes_on_restart_or_age():
     collector = ContainerCollector(DockerConfig(host="unix:///nonexistent.sock"))
     try:
         old = listing_key({"State": "running", "Status": "Up 2 hours"})
-        collector._inspected["c1"] = (old, 100.0, {"Id": "c1"})
+        collector._inspected["c1"] = (old, 100.0, {"Id": "c1"}, None)
         assert collector._fresh("c1", listing_key({"State": "running", "Status": "Up 3 hours"}), 110.0)
         # restarted between two listings: still running, but up for less time than before
         assert not collector._fresh("c1", listing_key({"State": "running", "Status": "Up 3 seconds"}), 110.0)

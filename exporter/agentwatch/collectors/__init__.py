@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agentwatch.collectors.base import Collector
 from agentwatch.config import ExporterConfig
+from agentwatch.engine_changes import ChangeFeed
 from agentwatch.readings import Readings
 
 
@@ -11,18 +12,21 @@ def build_collectors(config: ExporterConfig) -> list[Collector]:
     """The collectors the config enables, in a stable order.
 
     The insights collector reads what the container, event and process collectors publish on one
-    shared ``Readings`` board (none of them imports another).
+    shared ``Readings`` board, and the containers collector what the event stream saw change on a
+    ``ChangeFeed`` (none of them imports another).
     """
     out: list[Collector] = []
     readings = Readings() if config.insights.enabled else None
     if config.docker.enabled:
         from agentwatch.collectors.containers import ContainerCollector
 
-        out.append(ContainerCollector(config.docker, readings=readings))
+        # the event stream tells the containers collector which cached inspects are still right
+        changes = ChangeFeed() if config.docker.events else None
+        out.append(ContainerCollector(config.docker, readings=readings, changes=changes))
         if config.docker.events:
             from agentwatch.collectors.docker_events import DockerEventsCollector
 
-            out.append(DockerEventsCollector(config.docker, readings=readings))
+            out.append(DockerEventsCollector(config.docker, readings=readings, changes=changes))
     if config.processes.enabled:
         from agentwatch.collectors.processes import ProcessCollector
 

@@ -18,16 +18,21 @@ from prometheus_client.core import Metric
 
 T = TypeVar("T")
 
+#: Stages (``Collector.stage``): the /proc scan alone first, then the sources that wait on others
+#: (the engine), then the collectors that only read what the others published.
+STAGE_FIRST, STAGE_SOURCES, STAGE_DERIVED = 0, 1, 2
+
 
 class Collector(ABC):
     """Base class: subclasses set ``name`` and implement ``collect``."""
 
     name: str = "collector"
-    #: Start alone, before the other collectors of the cycle (which follow when it is done, or after
-    #: ``snapshot.HEAD_START_SECONDS`` at most): for work that is all Python and system calls on
-    #: this host, such as the /proc scan. Beside the others it gained nothing under the interpreter
-    #: lock and took three times as long (issue 14's profile).
-    runs_first: bool = False
+    #: When in the cycle this collector starts: the collectors of one stage run together, and the next
+    #: stage starts when they are all done, or after ``snapshot.HEAD_START_SECONDS`` at most (the
+    #: cycle never waits longer for a slow one). Under the interpreter lock, work that is Python and
+    #: system calls gains nothing beside other such work and takes as long as all of it together
+    #: (issue 14's profiles: a /proc scan beside the others took three times its own time).
+    stage: int = STAGE_SOURCES
 
     def __init__(self, timeout: float, max_workers: int = 2) -> None:
         self.timeout = timeout

@@ -2,7 +2,7 @@
 
 Used when the cgroup files are not visible (a remote engine, an exporter without the host's
 /sys/fs/cgroup and /proc), or when ``stats_source: api`` forces it. ``one_shot=True`` skips the
-engine's second sample (without it every call waits about a second for ``precpu_stats``); the
+engine's second sample (``EngineClient.stats``) (without it every call waits about a second for ``precpu_stats``); the
 collector runs these calls concurrently in its bounded pool. ``from_payload`` turns the engine's
 JSON into the same ``ContainerStats`` the cgroup path produces, computing the working set the
 way cAdvisor and the docker CLI do.
@@ -12,14 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import docker
-
 from agentwatch.collectors.cgroupfs import ContainerStats, NetStats
-
-
-def fetch(client: docker.DockerClient, container_id: str) -> dict[str, Any]:
-    """One non-streaming, single-sample stats call (API 1.41+ honours one_shot)."""
-    return client.api.stats(container_id, stream=False, one_shot=True)
 
 
 def _num(obj: Any, key: str, default: int | float = 0) -> int | float:

@@ -4,10 +4,13 @@ One cycle does what cAdvisor does, because the engine's stats endpoint is slow (
 per container) while the kernel's own files answer in microseconds:
 
 1. discovery: one ``/containers/json`` call lists every container (``include_stopped``), filtered
-   by ``name_filter`` and capped at ``max_containers`` (running ones first);
+   by ``name_filter`` and capped at ``max_containers`` (running ones first). While the event stream
+   runs and has reported no change since the last listing, that listing is reused for up to 60 s
+   and a ``/_ping`` alone checks that the engine answers (``engine_changes``);
 2. inspect, concurrently in this collector's bounded pool (``max_concurrency`` workers): restart
    count, OOM flag, exit code, start/finish times, health, init pid, limits, restart policy. An
-   inspect is reused while the listing's state and status text are unchanged (at most 30 s), so
+   inspect is reused while the listing's state and status text are unchanged (at most 30 s; or,
+   while the event stream runs, until an event names the container, at most 10 minutes), so
    steady containers cost nothing but their line in the listing;
 3. stats of running containers: from the cgroup files under ``cgroup_root`` and the init process's
    ``/proc/<pid>/net/dev`` in one worker call (``stats_source: cgroup``, or ``auto`` when they are
@@ -20,7 +23,7 @@ once, in the window between that run's end and the next start). While the engine
 (its last 256 events) no longer holds that event, a restarted container's exit code is unknown
 and ``agentwatch_container_last_exit_code`` is left out for it.
 
-Every SDK call runs in the pool, never on the event loop. An engine that does not answer is a
+Every engine call runs in the pool, never on the event loop. An engine that does not answer is a
 state, not a collector failure: unreachable (nothing listens) or silent (hung, stopped, or too slow:
 the cycle's engine calls did not all answer within ``answer_budget`` of the collector's timeout).
 Then ``agentwatch_docker_up`` is 0 (one warning until it answers again) and the containers' series
@@ -45,7 +48,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import docker
 from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 
@@ -69,9 +71,11 @@ from agentwatch.engine import (
     is_local,
     is_silent,
     is_unreachable,
-    make_client,
+    read_client,
     sdk_timeout,
 )
+from agentwatch.engine_api import EngineClient, NotFound
+from agentwatch.engine_changes import ChangeFeed, Mark
 from agentwatch.log import OnceLogger
 from agentwatch.readings import ContainerReading, Readings
 
@@ -80,12 +84,17 @@ log = logging.getLogger("agentwatch.containers")
 SOURCES = ("cgroup", "api")
 #: Longest an inspect is reused for a container whose listing entry has not changed (seconds).
 INSPECT_MAX_AGE = 30.0
+#: The same while the event stream vouches for it (``engine_changes``): only a lost event is left
+#: to guard against.
+INSPECT_MAX_AGE_WITH_EVENTS = 600.0
+#: Longest the container listing is reused while the event stream reports no change (seconds).
+LISTING_MAX_AGE = 60.0
 
 
-def inspect_max_age(container_id: str) -> float:
-    """INSPECT_MAX_AGE scaled by 0.75 to 1 after the id, so containers discovered together do not
-    all need a new inspect in the same cycle (a burst of N engine calls every 30 s)."""
-    return INSPECT_MAX_AGE * (0.75 + 0.25 * zlib.crc32(container_id.encode()) / 2**32)
+def inspect_max_age(container_id: str, bound: float = INSPECT_MAX_AGE) -> float:
+    """``bound`` scaled by 0.75 to 1 after the id, so containers discovered together do not all
+    need a new inspect in the same cycle (a burst of N engine calls every 30 s)."""
+    return bound * (0.75 + 0.25 * zlib.crc32(container_id.encode()) / 2**32)
 #: Families about the engine itself, made once per cycle by ``_engine_families``.
 ENGINE_FAMILIES = ("agentwatch_docker_up", "agentwatch_docker_stats_source")
 
@@ -276,23 +285,28 @@ class ContainerCollector(Collector):
 
     name = "containers"
 
-    def __init__(self, config: DockerConfig, readings: Readings | None = None) -> None:
+    def __init__(self, config: DockerConfig, readings: Readings | None = None,
+                 changes: ChangeFeed | None = None) -> None:
         super().__init__(timeout=config.timeout_seconds, max_workers=config.max_concurrency)
         self.config = config
         self.readings = readings  # the insights collector's board, when on
+        self.changes = changes  # what the event stream saw change, when it runs
         self.host = engine_host(config.host)
         self._sdk_timeout = sdk_timeout(config.timeout_seconds)
         self._budget = answer_budget(config.timeout_seconds)
         #: (monotonic time, the container families) of the last collection the engine answered
         self._last_known: tuple[float, list[Metric]] | None = None
         self._listed_at = 0.0
-        self._client: docker.DockerClient | None = None
+        #: (monotonic time, the change feed's mark taken before asking, the listing) of the last listing
+        self._listing: tuple[float, Mark | None, list[dict[str, Any]]] | None = None
+        self._client: EngineClient | None = None
         self._client_lock = threading.Lock()
         self._once = OnceLogger(log)
         self._fallback_logged = False
         self._tree = CgroupTree(config.cgroup_root)
         self._cgroups: dict[str, tuple[int, ContainerCgroup]] = {}
-        self._inspected: dict[str, tuple[ListingKey, float, dict[str, Any]]] = {}
+        #: id -> (listing key, monotonic time, inspect, the change feed's mark taken before asking)
+        self._inspected: dict[str, tuple[ListingKey, float, dict[str, Any], Mark | None]] = {}
         #: id -> the samples its current inspect and labels give (rebuilt when either changes)
         self._static: dict[str, _StaticRows] = {}
         #: id -> (FinishedAt of the container's last run, its exit code; None when unknown)
@@ -304,14 +318,10 @@ class ContainerCollector(Collector):
 
     # --- engine calls (pool threads only) -------------------------------------------------
 
-    def _get_client(self) -> docker.DockerClient:
+    def _get_client(self) -> EngineClient:
         with self._client_lock:
             if self._client is None:
-                self._client = make_client(self.config.host, self._sdk_timeout, self.config.max_concurrency + 2)
-                if is_local(self.host):
-                    # No proxy or netrc applies to a unix socket; looking them up in the environment
-                    # is half of requests' own CPU per call (issue 14's profile).
-                    self._client.api.trust_env = False
+                self._client = read_client(self.config.host, self._sdk_timeout, self.config.max_concurrency + 2)
             return self._client
 
     def _drop_client(self) -> None:
@@ -324,12 +334,15 @@ class ContainerCollector(Collector):
                 pass
 
     def _list(self) -> list[dict[str, Any]]:
-        return _check_listing(self._get_client().api.containers(all=self.config.include_stopped))
+        return _check_listing(self._get_client().containers(all=self.config.include_stopped))
+
+    def _ping(self) -> bool:
+        return self._get_client().ping()
 
     def _inspect(self, container_id: str) -> dict[str, Any] | None:
         try:
-            data = self._get_client().api.inspect_container(container_id)
-        except docker.errors.NotFound:  # removed since the listing
+            data = self._get_client().inspect_container(container_id)
+        except NotFound:  # removed since the listing
             return None
         return _check_inspect(data, container_id)
 
@@ -338,7 +351,7 @@ class ContainerCollector(Collector):
         since = docker_time(state.get("FinishedAt")) - 0.001
         until = max(docker_time(state.get("StartedAt")), since)
         try:
-            code = die_exit_code(self._get_client().api, container_id, since, until, self._sdk_timeout)
+            code = die_exit_code(self._get_client(), container_id, since, until, self._sdk_timeout)
         except Exception as exc:
             if is_unreachable(exc):
                 raise
@@ -351,8 +364,8 @@ class ContainerCollector(Collector):
 
     def _api_stats(self, container_id: str) -> ContainerStats | None:
         try:
-            payload = container_stats_api.fetch(self._get_client(), container_id)
-        except docker.errors.NotFound:
+            payload = self._get_client().stats(container_id)
+        except NotFound:
             return None
         try:
             return container_stats_api.from_payload(payload)
@@ -483,9 +496,23 @@ class ContainerCollector(Collector):
             return []
         return families
 
+    async def _listing_now(self) -> list[dict[str, Any]]:
+        """The engine's container listing: the last one while the event stream saw no change since it
+        was asked for (and the engine answers a ping), else a new one (``engine_changes``)."""
+        now = time.monotonic()
+        last = self._listing
+        if last is not None and self.changes is not None and self.changes.quiet(last[1]) \
+                and now - last[0] < LISTING_MAX_AGE and await self.run_sync(self._ping):
+            return last[2]
+        mark = self.changes.mark() if self.changes is not None else None
+        listing = await self.run_sync(self._list)
+        self._listing = (now, mark, listing)
+        return listing
+
     async def _discover(self) -> list[_Container]:
-        selected = self._select(await self.run_sync(self._list))
-        self._listed_at = time.time()
+        mark = self.changes.mark() if self.changes is not None else None
+        selected = self._select(await self._listing_now())
+        self._listed_at = time.time()  # the engine answered: the containers are as listed
         now = time.monotonic()
         keys = {item["Id"]: listing_key(item) for item, _ in selected}
         for stale in self._inspected.keys() - keys.keys():
@@ -496,7 +523,7 @@ class ContainerCollector(Collector):
             if data is None:
                 self._inspected.pop(cid, None)
             else:
-                self._inspected[cid] = (keys[cid], now, data)
+                self._inspected[cid] = (keys[cid], now, data, mark)
         return [_Container(item["Id"], self._labels(item, name), self._inspected[item["Id"]][2])
                 for item, name in selected if item["Id"] in self._inspected]
 
@@ -528,7 +555,9 @@ class ContainerCollector(Collector):
         return code if finished == str(state.get("FinishedAt") or "") else None
 
     def _fresh(self, cid: str, key: ListingKey, now: float) -> bool:
-        """Reuse an inspect while the listing says nothing changed, for at most INSPECT_MAX_AGE.
+        """Reuse an inspect while the listing says nothing changed, for at most INSPECT_MAX_AGE
+        (INSPECT_MAX_AGE_WITH_EVENTS while the event stream vouches for it, and not at all once an
+        event named the container: ``engine_changes``).
 
         The key holds the state, the parenthesised parts of Status (health, exit code) and how long
         the container has been up or exited. A restart or a new exit shows as a new state or a
@@ -537,7 +566,15 @@ class ContainerCollector(Collector):
         "Up 40 seconds" ticks on. The bound is spread by container id (``inspect_max_age``).
         """
         cached = self._inspected.get(cid)
-        if cached is None or now - cached[1] >= inspect_max_age(cid):
+        if cached is None:
+            return False
+        verdict = self.changes.since(cid, cached[3]) if self.changes is not None else "unknown"
+        if verdict == "changed":  # an event named it: updated, restarted, renamed...
+            return False
+        if verdict == "unknown" and self.changes is not None and self.changes.mark() is not None:
+            return False  # asked before the stream (re)connected: once more, vouched for from now on
+        bound = INSPECT_MAX_AGE_WITH_EVENTS if verdict == "unchanged" else INSPECT_MAX_AGE
+        if now - cached[1] >= inspect_max_age(cid, bound):
             return False
         (state, marks, seconds), (old_state, old_marks, old_seconds) = key, cached[0]
         return state == old_state and marks == old_marks and seconds >= old_seconds

@@ -41,9 +41,11 @@ from agentwatch.engine import (
     answer_budget,
     engine_host,
     is_unreachable,
-    make_client,
+    read_client,
     sdk_timeout,
 )
+from agentwatch.engine_api import EngineClient
+from agentwatch.engine_changes import ChangeFeed
 from agentwatch.log import OnceLogger
 from agentwatch.readings import EngineEvent, Readings
 
@@ -82,9 +84,11 @@ class DockerEventsCollector(Collector):
     backoff_initial = 0.5
     backoff_max = 30.0
 
-    def __init__(self, config: DockerConfig, readings: Readings | None = None) -> None:
+    def __init__(self, config: DockerConfig, readings: Readings | None = None,
+                 changes: ChangeFeed | None = None) -> None:
         super().__init__(timeout=config.timeout_seconds, max_workers=1)
         self.config = config
+        self.changes = changes  # every container event, for the containers collector's inspect cache
         self.readings = readings  # die/oom events go to the insights collector too
         if readings is not None:
             readings.events_attached = True
@@ -106,7 +110,7 @@ class DockerEventsCollector(Collector):
         self._delivered = 0
         self._delivered_seen = 0
         #: The ping client and the last ping (both used from the collector's one pool thread only).
-        self._ping_client: Any = None
+        self._ping_client: EngineClient | None = None
         self._ping: concurrent.futures.Future[bool] | None = None
         self._silent_logged = False
 
@@ -154,14 +158,15 @@ class DockerEventsCollector(Collector):
             connected_at = None
             got_event = False
             try:
-                client = make_client(self.config.host, sdk_timeout(self.config.timeout_seconds), pool_size=2)
-                stream = client.events(decode=True, filters={"type": "container"},
-                                       since=since_param(self._last_nanos))
+                client = read_client(self.config.host, sdk_timeout(self.config.timeout_seconds), pool_size=1)
+                stream = client.events({"type": ["container"]}, since=since_param(self._last_nanos))
                 with self._lock:
                     self._stream = stream
                     self._up = True
                     if ever_connected:
                         self._reconnects += 1
+                if self.changes is not None:
+                    self.changes.connected()
                 if self._stop.is_set():
                     break
                 ever_connected, connected_at = True, time.monotonic()
@@ -188,6 +193,8 @@ class DockerEventsCollector(Collector):
                 with self._lock:
                     self._up = False
                     self._stream = None
+                if self.changes is not None:
+                    self.changes.disconnected()
                 if client is not None:
                     try:
                         client.close()
@@ -212,6 +219,8 @@ class DockerEventsCollector(Collector):
         attrs = _mapping(actor.get("Attributes"))
         cid = str(actor.get("ID") or event.get("id") or "")
         key = (cid, str(action), nanos)
+        if self.changes is not None and cid:
+            self.changes.event(cid, str(action))
         with self._lock:
             if key in self._seen:
                 return
@@ -285,7 +294,7 @@ class DockerEventsCollector(Collector):
         """One ``/_ping`` bounded by the SDK timeout (pool thread); False when it gets no answer."""
         try:
             if self._ping_client is None:
-                self._ping_client = make_client(self.config.host, sdk_timeout(self.timeout), pool_size=1)
+                self._ping_client = read_client(self.config.host, sdk_timeout(self.timeout), pool_size=1)
             return bool(self._ping_client.ping())
         except Exception:  # down, hung or broken: the stream thread and the container collector say which
             client, self._ping_client = self._ping_client, None

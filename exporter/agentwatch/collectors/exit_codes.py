@@ -7,8 +7,9 @@ engine's own ``die`` event for that run (see ``ContainerCollector._learn_exit_co
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from agentwatch.engine_api import EngineClient
 
 #: Lines read from one die-event lookup (a window between two runs of one container holds one).
 MAX_EVENT_LINES = 100
@@ -24,26 +25,24 @@ def exit_code_of(state: dict[str, Any]) -> int:
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
-def die_exit_code(api: Any, container_id: str, since: float, until: float, timeout: float) -> int | None:
+def die_exit_code(client: EngineClient, container_id: str, since: float, until: float,
+                  timeout: float) -> int | None:
     """The exit code on the container's first ``die`` event in [since, until] (engine time), or None.
 
-    The SDK's ``events()`` reads without a timeout; this asks ``/events`` with one, and with an
-    ``until`` already past, so the engine sends what it kept and closes the response.
+    Asked with a timeout and with an ``until`` already past, so the engine sends what it kept and
+    closes the response.
     """
     filters = {"type": ["container"], "container": [container_id], "event": ["die"]}
-    response = api.get(f"{api.base_url}/v{api.api_version}/events", timeout=timeout,
-                       params={"since": f"{since:.9f}", "until": f"{until:.9f}", "filters": json.dumps(filters)})
+    stream = client.events(filters, since=f"{since:.9f}", until=f"{until:.9f}", timeout=timeout)
     try:
-        response.raise_for_status()
-        for n, line in enumerate(response.iter_lines()):
+        for n, event in enumerate(stream):
             if n >= MAX_EVENT_LINES:
                 break
-            event = json.loads(line) if line else None
             actor = event.get("Actor") if isinstance(event, dict) else None
             attrs = actor.get("Attributes") if isinstance(actor, dict) else None
             code = attrs.get("exitCode") if isinstance(attrs, dict) else None
             if isinstance(code, str) and code.isdigit():
                 return int(code)
     finally:
-        response.close()
+        stream.close()
     return None

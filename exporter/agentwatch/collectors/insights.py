@@ -1,7 +1,9 @@
 """The insights collector: memory trends, crash insights and health scores as metric families.
 
 It reads what the other collectors published on the shared ``Readings`` board (it imports none of
-them), so it sees their previous cycle: one interval of lag, no ordering between collectors. Each
+them). It runs in the cycle's last stage, after them, so it judges what they read this cycle (a
+collector that overran its head start publishes in time for the next cycle), and its own work
+never competes with theirs for the interpreter lock. Each
 turn runs in this collector's single worker thread (the store's SQLite calls block), so turns never
 overlap. The latest ``Report`` and the store also serve ``/api/health`` and ``/api/crashes``.
 """
@@ -14,7 +16,7 @@ import prometheus_client as prom
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from agentwatch import catalog
-from agentwatch.collectors.base import Collector
+from agentwatch.collectors.base import STAGE_DERIVED, Collector
 from agentwatch.config import ExporterConfig, InsightsConfig
 from agentwatch.insights.crashes import CAUSES, CrashSettings
 from agentwatch.insights.health import HealthSettings
@@ -55,6 +57,7 @@ class InsightsCollector(Collector):
     """Feeds the insight service from the readings board and renders its report."""
 
     name = "insights"
+    stage = STAGE_DERIVED  # after the collectors whose readings it takes: it judges this cycle's
 
     def __init__(self, config: ExporterConfig, readings: Readings) -> None:
         super().__init__(timeout=config.insights.timeout_seconds, max_workers=1)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psutil
 
-if TYPE_CHECKING:
-    import docker
+from agentwatch.engine import read_client
+from agentwatch.engine_api import EngineClient, NotFound
 
 log = logging.getLogger("agentwatch.probes")
 
@@ -50,29 +49,25 @@ def pid_alive(pid: int, started_at: float | None) -> bool:
 
 
 class ContainerChecker:
-    """Asks one engine whether containers run; the SDK client is made on first use."""
+    """Asks one engine whether containers run; the client connects on first use."""
 
     def __init__(self, docker_host: str | None, timeout: float) -> None:
         self.docker_host = docker_host
         self.timeout = timeout
-        self._client: docker.DockerClient | None = None
+        self._client: EngineClient | None = None
 
-    def _api(self) -> Any:
+    def _api(self) -> EngineClient:
         if self._client is None:
-            from agentwatch.engine import make_client
-
-            self._client = make_client(self.docker_host, max(1.0, self.timeout), pool_size=2)
-        return self._client.api
+            self._client = read_client(self.docker_host, max(1.0, self.timeout), pool_size=2)
+        return self._client
 
     def gone(self, containers: Iterable[str]) -> set[str]:
         """The containers that do not exist or do not run; engine errors leave a container out."""
-        import docker.errors
-
         out: set[str] = set()
         for ref in containers:
             try:
                 state = self._api().inspect_container(ref).get("State") or {}
-            except docker.errors.NotFound:
+            except NotFound:
                 out.add(ref)
                 continue
             except Exception as exc:  # engine down or slow: cannot tell, so not stuck

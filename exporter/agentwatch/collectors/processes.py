@@ -24,7 +24,7 @@ from prometheus_client.core import Metric
 
 from agentwatch import catalog
 from agentwatch.collectors import procscan
-from agentwatch.collectors.base import Collector
+from agentwatch.collectors.base import STAGE_FIRST, Collector
 from agentwatch.collectors.procmatch import NO_GROUP, Matchers
 from agentwatch.config import ProcessesConfig
 from agentwatch.log import OnceLogger
@@ -98,7 +98,7 @@ class ProcessCollector(Collector):
     """Agent process groups from ``/proc`` (see the module docstring for the cost model)."""
 
     name = "processes"
-    runs_first = True  # a /proc scan is Python and system calls: alone, it is not slowed by the others
+    stage = STAGE_FIRST  # a /proc scan is Python and system calls: alone, it is not slowed by the others
 
     def __init__(self, config: ProcessesConfig, readings: Readings | None = None) -> None:
         # One worker: scans never overlap, so the caches need no lock.
