@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agentwatch.local.signals import Interrupted, raise_on_stop_signals
 from bench import report, runner
+from bench.flags import bounded, positive
 
 
 def _sizes(value: str) -> list[int]:
@@ -22,51 +23,30 @@ def _sizes(value: str) -> list[int]:
     return sizes
 
 
-def _count(value: str) -> int:
-    try:
-        parsed = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count, got {value!r}") from None
-    if not 0 <= parsed <= 100_000:
-        raise argparse.ArgumentTypeError(f"expected 0 to 100000, got {value!r}")
-    return parsed
-
-
-def _positive(kind: type[int] | type[float]):
-    def parse(value: str) -> int | float:
-        try:
-            parsed = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-        if parsed <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-        return parsed
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--containers", type=_sizes, default=[10, 50, 100, 250], metavar="N,N,...",
                    help="container counts (default 10,50,100,250)")
     p.add_argument("--processes", type=_sizes, default=[100, 500, 1000], metavar="M,M,...",
                    help="agent-like process counts (default 100,500,1000)")
-    p.add_argument("--scrapes", type=_positive(int), default=100, help="timed scrapes per target (default 100)")
+    p.add_argument("--scrapes", type=positive(int, 100_000), default=100, help="timed scrapes per target (default 100)")
     p.add_argument("--out", default="bench/results", help="output directory (default bench/results)")
-    p.add_argument("--interval", type=_positive(float), default=2.0,
+    p.add_argument("--interval", type=positive(float, 3600), default=2.0,
                    help="exporter collection interval in seconds (default 2)")
-    p.add_argument("--window", type=_positive(float), default=20.0,
+    p.add_argument("--window", type=positive(float, 3600), default=20.0,
                    help="quiet window for CPU per cycle, seconds (default 20)")
-    p.add_argument("--repeat", type=_positive(int), default=3, help="docker stats runs per point (default 3)")
-    p.add_argument("--sdk-sample", type=_positive(int), default=5,
+    p.add_argument("--repeat", type=positive(int, 100_000), default=3, help="docker stats runs per point (default 3)")
+    p.add_argument("--sdk-sample", type=positive(int, 100_000), default=5,
                    help="containers timed in the SDK stats loop before extrapolating (default 5)")
     p.add_argument("--stats-source", choices=("auto", "cgroup", "api"), default="auto",
                    help="the exporter's docker.stats_source (default auto)")
     p.add_argument("--pace", type=float, default=None,
                    help="seconds between agentwatch scrapes (default: spread over 2.5 intervals)")
-    p.add_argument("--webhooks", type=_count, default=1000,
+    p.add_argument("--webhooks", type=bounded(int, 0, 100_000, what="a count"), default=1000,
                    help="webhooks in the scaler's burst (default 1000; 0 leaves the scaler out)")
-    p.add_argument("--in-flight", type=_positive(int), default=50, help="webhooks in flight at once (default 50)")
-    p.add_argument("--distinct", type=_positive(int), default=400,
+    p.add_argument("--in-flight", type=positive(int, 100_000), default=50,
+                   help="webhooks in flight at once (default 50)")
+    p.add_argument("--distinct", type=positive(int, 100_000), default=400,
                    help="distinct alert instances the burst cycles over (default 400)")
     return p
 

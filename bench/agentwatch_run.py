@@ -87,13 +87,13 @@ def _measure_running(pid: int, target: Target, scrapes: int, window: float, pace
                      engine: EngineMeter | None, min_cycles: int,
                      log: Callable[[str], None]) -> AgentwatchFigures:
     # Warm up: the first cycles pay for imports, caches and connection set-up.
-    first = _cycles(Scrape.parse(target.text()))
+    first = _cycles(target.read())
     deadline = time.monotonic() + max(30.0, 10 * window)
-    while _cycles(Scrape.parse(target.text())) < first + 2 and time.monotonic() < deadline:
+    while _cycles(target.read()) < first + 2 and time.monotonic() < deadline:
         time.sleep(0.1)
 
     # Quiet window: no scrape inside it, only one just before and one just after.
-    before = Scrape.parse(target.text())
+    before = target.read()
     if engine:
         engine.refresh()
     cpu0, ecpu0, t0 = cpu_seconds(pid), engine.cpu() if engine else 0.0, time.monotonic()
@@ -101,7 +101,7 @@ def _measure_running(pid: int, target: Target, scrapes: int, window: float, pace
     for _ in range(4):  # extend a window that saw too few cycles, at most three times
         time.sleep(window)
         cpu1, ecpu1, t1 = cpu_seconds(pid), engine.cpu() if engine else 0.0, time.monotonic()
-        after = Scrape.parse(target.text())
+        after = target.read()
         cycles = _cycles(after) - _cycles(before)
         if cycles >= min_cycles:
             break

@@ -199,7 +199,9 @@ def notes(s: Settings) -> list[str]:
         "(agentwatch_collector_duration_seconds_count), idle time between cycles included; CPU per scrape = the "
         "extra CPU during the timed scrapes beyond the cycles that ran meanwhile. Collector times are the "
         "histogram's sum/count over the window; the cycle is the median "
-        "agentwatch_collection_cycle_duration_seconds over the snapshots the timed scrapes saw.",
+        "agentwatch_collection_cycle_duration_seconds over the snapshots the timed scrapes saw. The bookkeeping "
+        "scrapes around the window ask as Prometheus does (OpenMetrics, gzip), like the timed ones, so the "
+        "exporter renders that one encoding each cycle; one plain-text scrape at the end counts the series.",
         "process-exporter: Debian's 0.7.10, once with its default flags (smaps and per-thread metrics on) and once "
         f"with `{' '.join(peers.LEAN_FLAGS)}` (pe lean), the flags its maintainers recommend for large hosts; it "
         "works inside each scrape, so its CPU is per scrape, over the timed scrapes.",

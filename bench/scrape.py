@@ -9,6 +9,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from agentwatch.local.scrape import Scrape
+
 #: What Prometheus 2.42 sends: it prefers OpenMetrics and always accepts gzip.
 PROMETHEUS_HEADERS = {
     "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -56,6 +58,17 @@ class Target:
     def text(self) -> str:
         """One untimed scrape in the classic text format (used for counting and reading values)."""
         return self.get(PLAIN_HEADERS)[0].decode()
+
+    def read(self) -> Scrape:
+        """One untimed scrape asked for as Prometheus asks (OpenMetrics, gzip), parsed: the bookkeeping
+        scrapes around a measurement must not make the exporter render a second encoding."""
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+        samples, types, helps = [], {}, {}
+        for fam in text_string_to_metric_families(self.get(PROMETHEUS_HEADERS)[0].decode()):
+            types[fam.name], helps[fam.name] = fam.type, fam.documentation
+            samples.extend((s.name, dict(s.labels), s.value) for s in fam.samples)
+        return Scrape(samples, types, helps)
 
     def close(self) -> None:
         if self._conn is not None:

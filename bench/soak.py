@@ -22,6 +22,7 @@ from agentwatch.local.dockerd import IMAGE, EngineUnavailable, PrivateDockerd
 from agentwatch.local.pack import KEY, KEY_ENV, DemoProcess, ExporterProcess
 from agentwatch.local.prometheus import PrometheusProcess
 from agentwatch.local.signals import Interrupted, raise_on_stop_signals
+from bench.flags import bounded, positive
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = sorted((ROOT / "alert-rules").glob("*.rules.yml"))
@@ -49,37 +50,21 @@ class Seen:
         return sorted(k for k, v in self.alerts.items() if "firing" in v)
 
 
-def _minutes(value: str) -> float:
-    try:
-        minutes = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {value!r}") from None
-    if not 10 <= minutes <= 24 * 60:
-        raise argparse.ArgumentTypeError(f"expected 10 to 1440 minutes (a soak shorter than the rules' "
-                                         f"windows proves nothing), got {value!r}")
-    return minutes
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not 0 < number <= 3600:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 3600], got {value!r}")
-    return number
+#: A soak shorter than the rules' windows proves nothing.
+MINUTES = bounded(float, 10, 24 * 60, what="a number of minutes",
+                  why=" (a soak shorter than the rules' windows proves nothing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=_minutes, default=10.0, help="how long to watch (10 to 1440; default 10)")
+    p.add_argument("--minutes", type=MINUTES, default=10.0, help="how long to watch (10 to 1440; default 10)")
     p.add_argument("--containers", type=int, choices=range(0, 51), default=6, metavar="0-50",
                    help="healthy containers (default 6)")
-    p.add_argument("--load-per-minute", type=_positive, default=12.0,
+    p.add_argument("--load-per-minute", type=positive(float, 3600), default=12.0,
                    help=f"agents the demo server starts a minute, 5-15 s each, max {MAX_CONCURRENCY} at once "
                         "(default 12)")
-    p.add_argument("--interval", type=_positive, default=5.0,
+    p.add_argument("--interval", type=positive(float, 3600), default=5.0,
                    help="exporter cycle and Prometheus scrape/evaluation interval, seconds (default 5)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak.md"), help="the report (Markdown)")
     return p

@@ -26,15 +26,20 @@ LOOP_KEY = web.AppKey("loop", CollectionLoop)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    snap = request.app[LOOP_KEY].snapshot
+    loop = request.app[LOOP_KEY]
+    snap = loop.snapshot
     if snap is None:
         return web.Response(status=503, text="no collection has finished yet\n")
     openmetrics = exposition.wants_openmetrics(request.headers.get("Accept", ""))
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    loop.encodings.asked((openmetrics, gzipped))
     headers = {"Content-Type": exposition.content_type(openmetrics), "Vary": "Accept, Accept-Encoding"}
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=snap.gzipped(openmetrics), headers=headers)
-    return web.Response(body=snap.body(openmetrics), headers=headers)
+    body = snap.ready(openmetrics, gzipped)
+    if body is None:  # nobody asked for this encoding lately: rendered now, off the loop, then kept
+        body = await asyncio.to_thread(snap.body, openmetrics, gzipped)
+    return web.Response(body=body, headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -78,7 +83,8 @@ async def api_health(request: web.Request) -> web.Response:
 async def fleet(request: web.Request) -> web.Response:
     """The fleet page: the two insight answers rendered as HTML (agentwatch.views.page)."""
     service = insight_service(request.app)
-    marks = (service.settings.monitor.warning_ratio, service.settings.monitor.critical_ratio) if service else None
+    levels = service.settings.monitor.thresholds if service else None
+    marks = (levels.warning, levels.critical) if levels else None
     crashes = await asyncio.to_thread(insights_api.crashes_payload, service, fleet_page.QUERY)
     health = insights_api.health_payload(service, {})
     status, text = fleet_page.render(health, crashes, request.app[LOOP_KEY].interval, marks)

@@ -1,9 +1,9 @@
 """The collection loop and the snapshot ``/metrics`` serves.
 
 Every interval all collectors run, in stages (``Collector.stage``), each under its own timeout. Their families and
-the self-metrics are rendered once (in a worker thread, every encoding) and swapped in as one immutable
-``Snapshot``; ``/metrics`` only ever returns those bytes, so scrape latency does not depend on how
-many containers or processes there are. A collector that fails loses its own families for that
+the self-metrics are rendered once (in a worker thread, in the encodings scrapers asked for lately)
+and swapped in as one ``Snapshot``; ``/metrics`` returns those bytes, so scrape latency does not
+depend on how many containers or processes there are. A collector that fails loses its own families for that
 cycle (and says so in ``agentwatch_collector_success``), never the others'; one that times out is
 counted the same way but still serves what it knows without asking its source (``Collector.known``:
 the container collector reports the engine down and its containers' last-known series).
@@ -15,9 +15,9 @@ import asyncio
 import gzip
 import logging
 import platform
+import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import Metric
@@ -33,35 +33,78 @@ log = logging.getLogger("agentwatch.snapshot")
 HEAD_START_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """One collection, rendered once in every encoding a scraper may ask for.
+#: How a scraper asks for the snapshot: (OpenMetrics, gzipped).
+Encoding = tuple[bool, bool]
+#: What Prometheus asks for (OpenMetrics, gzipped): rendered with every snapshot.
+PROMETHEUS: Encoding = (True, True)
+#: How long an encoding a scraper asked for keeps being rendered with every snapshot: this many
+#: seconds, or three collection intervals if that is longer. A scraper that asks more often than
+#: that gets it pre-rendered; one that asks now and then (curl) waits for one rendering.
+ASKED_LATELY_SECONDS = 30.0
 
-    Prometheus asks for gzipped OpenMetrics, curl for plain text: all four bodies are made when
-    the snapshot is, in a worker thread, so a scrape only ever copies bytes.
+
+class Encodings:
+    """Which encodings scrapers asked for lately (the handlers write, the loop reads; both on the
+    event loop). The loop renders those with each snapshot, in its worker thread, so such a scrape
+    only copies bytes; rendering every encoding every cycle was most of the exporter's CPU (issue
+    14: about 12 µs per series per encoding), though Prometheus only ever asks for one."""
+
+    def __init__(self, keep_seconds: float = ASKED_LATELY_SECONDS) -> None:
+        self.keep_seconds = keep_seconds
+        self._asked: dict[Encoding, float] = {}
+
+    def asked(self, encoding: Encoding) -> None:
+        self._asked[encoding] = time.monotonic()
+
+    def wanted(self) -> set[Encoding]:
+        now = time.monotonic()
+        return {PROMETHEUS} | {e for e, at in self._asked.items() if now - at < self.keep_seconds}
+
+
+class Snapshot:
+    """One collection: its families and their bodies in the encodings rendered so far.
+
+    The encodings scrapers asked for lately are rendered when the snapshot is made; any other on
+    its first request (``body``, blocking: the handler runs it in a worker thread), then kept. A
+    plain body is unzipped from the gzipped one when that exists, never rendered twice.
     """
 
-    text: bytes
-    timestamp: float
-    _openmetrics: bytes
-    _gzipped: dict[bool, bytes]
+    __slots__ = ("_bodies", "_families", "_lock", "timestamp")
+
+    def __init__(self, families: Iterable[Metric], timestamp: float) -> None:
+        self.timestamp = timestamp
+        self._families = list(families)
+        self._bodies: dict[Encoding, bytes] = {}
+        self._lock = threading.Lock()
 
     @classmethod
-    def render(cls, families: Iterable[Metric], timestamp: float) -> Snapshot:
-        source = exposition.Families(families)
-        text = exposition.encode(source, openmetrics=False)
-        om = exposition.encode(source, openmetrics=True)
-        gz = {False: gzip.compress(text, compresslevel=5), True: gzip.compress(om, compresslevel=5)}
-        return cls(text, timestamp, om, gz)
+    def render(cls, families: Iterable[Metric], timestamp: float,
+               wanted: Iterable[Encoding] = (PROMETHEUS,)) -> Snapshot:
+        snap = cls(families, timestamp)
+        for openmetrics, gzipped in sorted(wanted):
+            snap.body(openmetrics, gzipped)
+        return snap
 
-    def body(self, openmetrics: bool = False) -> bytes:
-        return self._openmetrics if openmetrics else self.text
+    def ready(self, openmetrics: bool = False, gzipped: bool = False) -> bytes | None:
+        """The body if it is rendered already (no lock: a dict read is atomic)."""
+        return self._bodies.get((openmetrics, gzipped))
 
-    def openmetrics(self) -> bytes:
-        return self._openmetrics
+    def body(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
+        with self._lock:
+            done = self._bodies.get((openmetrics, gzipped))
+            if done is not None:
+                return done
+            other = self._bodies.get((openmetrics, not gzipped))
+            if gzipped:
+                raw = other if other is not None else self._encode(openmetrics)
+                out = gzip.compress(raw, compresslevel=5)
+            else:
+                out = gzip.decompress(other) if other is not None else self._encode(openmetrics)
+            self._bodies[(openmetrics, gzipped)] = out
+            return out
 
-    def gzipped(self, openmetrics: bool = False) -> bytes:
-        return self._gzipped[openmetrics]
+    def _encode(self, openmetrics: bool) -> bytes:
+        return exposition.encode(exposition.Families(self._families), openmetrics=openmetrics)
 
 
 class SelfMetrics:
@@ -105,6 +148,7 @@ class CollectionLoop:
         self.ready = asyncio.Event()
         self.cycles = 0
         self.self_metrics = SelfMetrics(c.name for c in self.collectors)
+        self.encodings = Encodings(max(ASKED_LATELY_SECONDS, 3 * interval))
         self._once = OnceLogger(log)
 
     async def _run_one(self, collector: Collector) -> list[Metric]:
@@ -157,7 +201,7 @@ class CollectionLoop:
             raise
         families: list[Metric] = [f for batch in results for f in batch]
         families.extend(self.self_metrics.families(time.perf_counter() - start))
-        snap = await asyncio.to_thread(Snapshot.render, families, time.time())
+        snap = await asyncio.to_thread(Snapshot.render, families, time.time(), self.encodings.wanted())
         self.snapshot = snap
         self.cycles += 1
         self.ready.set()

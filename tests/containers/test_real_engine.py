@@ -178,7 +178,10 @@ async def test_oom_kill_of_a_child_in_a_surviving_container_is_counted(dockerd, 
     Docker's OOMKilled flag and exit code say nothing here (nothing exited); the cgroup's own
     counter does, which is what turns "agents stuck running" into something an alert can see.
     """
-    hog = "head -c 200000000 /dev/zero | tail > /dev/null; exec sleep 300"  # tail buffers it all
+    # tail buffers it all; its oom_score_adj of 1000 makes it the OOM killer's choice every time
+    # (left to its own scoring the kernel sometimes took the container's shell, ending the container)
+    hog = ("head -c 200000000 /dev/zero | sh -c 'echo 1000 > /proc/self/oom_score_adj; exec tail' > /dev/null; "
+           "exec sleep 300")
     c = _run(docker_client, "aw-child-oom", ["sh", "-c", hog], mem_limit="32m", memswap_limit="32m")
     calm = _run(docker_client, "aw-child-calm", ["sleep", "300"], mem_limit="32m")
     collector = ContainerCollector(DockerConfig(host=dockerd.host, stats_source="cgroup", events=False))

@@ -115,7 +115,7 @@ async def _exporter_and_demo(demo: DemoProcess) -> tuple[str, str, str]:
     finally:
         await probes.stop()
         await processes.stop()
-    return snap.text.decode(), snap.openmetrics().decode(), demo_text
+    return snap.body(openmetrics=False).decode(), snap.body(openmetrics=True).decode(), demo_text
 
 
 def compute() -> dict[str, Shape]:

@@ -73,7 +73,8 @@ FILL = ("i=0; while [ $i -lt 23 ]; do dd if=/dev/zero of=/dev/shm/fill$i bs=1M c
 HOG = ("[ -e /ran ] || { : > /ran; sleep 3; }; "
        "dd if=/dev/zero of=/dev/null bs=90M count=1 2>/dev/null || exit 137; exec sleep 3600")
 #: One child (tail, buffering 60 MB) is OOM-killed once; the container keeps running.
-CHILD_HOG = "sleep 2; head -c 60000000 /dev/zero | tail > /dev/null; exec sleep 3600"
+CHILD_HOG = ("sleep 2; head -c 60000000 /dev/zero | sh -c 'echo 1000 > /proc/self/oom_score_adj; exec tail' "
+             "> /dev/null; exec sleep 3600")  # the tail, never the container's shell, is the OOM killer's choice
 
 DEMO_MAX, DEMO_POOL = 6, 3
 

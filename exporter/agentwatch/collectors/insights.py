@@ -20,7 +20,7 @@ from agentwatch.collectors.base import STAGE_DERIVED, Collector
 from agentwatch.config import ExporterConfig, InsightsConfig
 from agentwatch.insights.crashes import CAUSES, CrashSettings
 from agentwatch.insights.health import HealthSettings
-from agentwatch.insights.memory import THRESHOLD_STATES, TRENDS, MonitorSettings
+from agentwatch.insights.memory import THRESHOLD_STATES, TRENDS, MonitorSettings, Thresholds
 from agentwatch.insights.service import InsightService, InsightSettings, Report
 from agentwatch.insights.store import STORE_ERRORS, InsightStore
 from agentwatch.readings import Readings
@@ -31,11 +31,11 @@ log = logging.getLogger("agentwatch.insights")
 def settings_of(config: ExporterConfig) -> InsightSettings:
     """The service's settings from the config's ``insights:`` (and docker) sections."""
     ic: InsightsConfig = config.insights
+    thresholds = Thresholds(warning=ic.warning_ratio, critical=ic.critical_ratio, oom_imminent=ic.oom_imminent_ratio)
     return InsightSettings(
         monitor=MonitorSettings(window_seconds=ic.window_seconds, min_samples=ic.min_samples,
                                 min_slope=ic.min_slope_bytes_per_second, max_samples=ic.max_samples,
-                                reset_drop_ratio=ic.reset_drop_ratio, warning_ratio=ic.warning_ratio,
-                                critical_ratio=ic.critical_ratio, oom_imminent_ratio=ic.oom_imminent_ratio,
+                                reset_drop_ratio=ic.reset_drop_ratio, thresholds=thresholds,
                                 imminent_seconds=ic.imminent_seconds),
         crash=CrashSettings(warning_ratio=ic.warning_ratio, leak_min_seconds=ic.leak_min_seconds,
                             spike_rise_ratio=ic.spike_rise_ratio, limit_margin_ratio=ic.limit_margin_ratio,
@@ -43,8 +43,7 @@ def settings_of(config: ExporterConfig) -> InsightSettings:
                             agents_lookback_seconds=ic.agents_lookback_seconds,
                             agent_memory_bytes=tuple(ic.agent_memory_bytes.model_dump().items()),
                             agent_size=ic.agent_size),
-        health=HealthSettings(warning_ratio=ic.warning_ratio, critical_ratio=ic.critical_ratio,
-                              oom_imminent_ratio=ic.oom_imminent_ratio, horizon_seconds=ic.horizon_seconds,
+        health=HealthSettings(thresholds=thresholds, horizon_seconds=ic.horizon_seconds,
                               pattern_window_seconds=ic.pattern_window_seconds),
         # an exit 137 waits this long for its oom event; a polled death for its die event
         settle_seconds=max(2.0, 2 * config.interval_seconds + 1.0),

@@ -18,20 +18,18 @@ inside the horizon, at most 15).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentwatch.insights.crashes import human_bytes, human_seconds
-from agentwatch.insights.memory import MemoryView
+from agentwatch.insights.memory import MemoryView, Thresholds
 
 MEMORY_PENALTY = {"normal": 0, "warning": 10, "critical": 25, "oom_imminent": 40}
 
 
 @dataclass(frozen=True, slots=True)
 class HealthSettings:
-    warning_ratio: float = 0.80
-    critical_ratio: float = 0.90
-    oom_imminent_ratio: float = 0.97
+    thresholds: Thresholds = field(default_factory=Thresholds)
     horizon_seconds: float = 3600.0
     pattern_window_seconds: float = 3600.0
 
@@ -83,9 +81,9 @@ def memory_part(view: MemoryView | None, settings: HealthSettings) -> Part:
     ratio = view.ratio
     if ratio is None:
         return Part("memory", 0, f"working set {human_bytes(view.value)}, no memory limit")
-    at = {"warning": settings.warning_ratio, "critical": settings.critical_ratio,
-          "oom_imminent": settings.oom_imminent_ratio}.get(view.threshold)
-    if view.threshold == "oom_imminent" and ratio < settings.oom_imminent_ratio and view.seconds_to_limit is not None:
+    at = settings.thresholds.level(view.threshold)
+    if view.threshold == "oom_imminent" and ratio < settings.thresholds.oom_imminent \
+            and view.seconds_to_limit is not None:
         why = f" (limit projected in {human_seconds(view.seconds_to_limit)})"
     elif at is not None:
         why = f" ({view.threshold.replace('_', ' ')} at {_pct(at)})"
@@ -126,11 +124,8 @@ def host_score(used_ratio: float | None, container_scores: Sequence[int], crashe
     if used_ratio is None:
         memory = Part("memory", 0, "host memory not read (processes collector off)")
     else:
-        state = ("oom_imminent" if used_ratio >= settings.oom_imminent_ratio else
-                 "critical" if used_ratio >= settings.critical_ratio else
-                 "warning" if used_ratio >= settings.warning_ratio else "normal")
-        limit = {"warning": settings.warning_ratio, "critical": settings.critical_ratio,
-                 "oom_imminent": settings.oom_imminent_ratio}.get(state)
+        state = settings.thresholds.state(used_ratio)
+        limit = settings.thresholds.level(state)
         memory = Part("memory", MEMORY_PENALTY[state], f"host memory {_pct(used_ratio)} used"
                       + (f" ({state.replace('_', ' ')} at {_pct(limit)})" if limit is not None else ""))
     if container_scores:

@@ -15,12 +15,33 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TRENDS = ("growing", "stable", "shrinking")
 #: Samples after an in-run drop that still count as the aftermath of a death that follows.
 JUST_AFTER_RESET = 2
 THRESHOLD_STATES = ("normal", "warning", "critical", "oom_imminent")
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Working set over limit at which memory is a warning, critical, or an OOM kill imminent
+    (``insights:`` ``*_ratio``): one set for the monitor, the health scores and the host alike."""
+
+    warning: float = 0.80
+    critical: float = 0.90
+    oom_imminent: float = 0.97
+
+    def state(self, ratio: float) -> str:
+        """normal, warning, critical or oom_imminent for this ratio alone."""
+        for name in ("oom_imminent", "critical", "warning"):
+            if ratio >= getattr(self, name):
+                return name
+        return "normal"
+
+    def level(self, state: str) -> float | None:
+        """The ratio at which ``state`` starts; None for normal."""
+        return getattr(self, state) if state in THRESHOLD_STATES[1:] else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +53,7 @@ class MonitorSettings:
     min_slope: float = 8192.0
     max_samples: int = 720
     reset_drop_ratio: float = 0.5
-    warning_ratio: float = 0.80
-    critical_ratio: float = 0.90
-    oom_imminent_ratio: float = 0.97
+    thresholds: Thresholds = field(default_factory=Thresholds)
     imminent_seconds: float = 300.0
 
 
@@ -95,13 +114,9 @@ def threshold_state(ratio: float | None, to_limit: float | None, settings: Monit
     """normal, warning, critical or oom_imminent (the ratio, or the limit projected within minutes)."""
     if ratio is None:
         return "normal"
-    if ratio >= settings.oom_imminent_ratio or (to_limit is not None and to_limit <= settings.imminent_seconds):
+    if to_limit is not None and to_limit <= settings.imminent_seconds:
         return "oom_imminent"
-    if ratio >= settings.critical_ratio:
-        return "critical"
-    if ratio >= settings.warning_ratio:
-        return "warning"
-    return "normal"
+    return settings.thresholds.state(ratio)
 
 
 @dataclass(frozen=True, slots=True)
