@@ -4,11 +4,18 @@ A run stopped by SIGTERM (a CI timeout), SIGHUP or SIGINT (also when started as 
 which inherits SIGINT ignored) turns the signal into an interrupt, so pytest ends the session and
 every fixture's finalizer runs: no daemon, container or process is left behind. A run killed
 outright is cleaned up by the engine's watchdog (``agentwatch.local.watchdog``).
+
+Every temporary directory the run makes (the exporters' and demo servers' work directories with
+their logs, the private engine's state) is made under one root for the run, removed when it ends:
+logs stay readable until then, and a run leaves no directory behind (it used to leave one per
+exporter and demo server it started, some 270 per run).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -17,15 +24,24 @@ from agentwatch.local.dockerd import EngineUnavailable, PrivateDockerd, private_
 from agentwatch.local.signals import raise_on_stop_signals, restore
 
 _PREVIOUS_HANDLERS: list[dict] = []
+#: (the previous tempfile.tempdir, this run's root)
+_TEMP_ROOTS: list[tuple[str | None, str]] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     _PREVIOUS_HANDLERS.append(raise_on_stop_signals())
+    root = tempfile.mkdtemp(prefix="aw-tests-")
+    _TEMP_ROOTS.append((tempfile.tempdir, root))
+    tempfile.tempdir = root
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _PREVIOUS_HANDLERS:
         restore(_PREVIOUS_HANDLERS.pop())
+    if _TEMP_ROOTS:
+        previous, root = _TEMP_ROOTS.pop()
+        tempfile.tempdir = previous
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ running, stops it once the engine is up, and then looks for anything of that eng
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ INTERRUPTED = 2  # pytest's exit code for an interrupted session: the orderly pa
 
 TINY_TEST = '''
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from agentwatch.local.dockerd import IMAGE
 def test_holds_the_engine(dockerd, docker_client):
     container = docker_client.containers.run(IMAGE, ["sleep", "600"], detach=True, network_mode="none")
     container.reload()
+    Path(os.environ["AW_ENGINE_UP"] + ".tmp").write_text(tempfile.gettempdir())
     Path(os.environ["AW_ENGINE_UP"]).write_text(f"{dockerd.base}\\n{container.attrs['State']['Pid']}\\n")
     time.sleep(600)
 '''
@@ -106,3 +109,8 @@ def test_stopped_test_run_leaves_nothing_behind(tmp_path: Path, signum: signal.S
     assert not _is_container_process(int(container_pid)), "the container's process survived"
     assert not _mounts_below(base), _mounts_below(base)
     assert not Path(base).exists(), f"{base} left behind"
+    run_root = Path((tmp_path / "engine-up.tmp").read_text())  # the run's temporary root (tests/conftest.py)
+    assert run_root.name.startswith("aw-tests-"), run_root
+    if signum == signal.SIGKILL:  # nothing runs after SIGKILL to remove the (now empty) root
+        shutil.rmtree(run_root, ignore_errors=True)
+    assert not run_root.exists(), f"{run_root} left behind"
