@@ -31,6 +31,7 @@ _TEMP_ROOTS: list[tuple[str | None, str]] = []
 def pytest_configure(config: pytest.Config) -> None:
     _PREVIOUS_HANDLERS.append(raise_on_stop_signals())
     root = tempfile.mkdtemp(prefix="aw-tests-")
+    os.chmod(root, 0o711)  # others may pass through to what a test opens to them (as /tmp allowed)
     _TEMP_ROOTS.append((tempfile.tempdir, root))
     tempfile.tempdir = root
 

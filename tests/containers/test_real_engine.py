@@ -178,30 +178,42 @@ async def test_oom_kill_of_a_child_in_a_surviving_container_is_counted(dockerd, 
     Docker's OOMKilled flag and exit code say nothing here (nothing exited); the cgroup's own
     counter does, which is what turns "agents stuck running" into something an alert can see.
     """
-    # tail buffers it all; its oom_score_adj of 1000 makes it the OOM killer's choice every time
-    # (left to its own scoring the kernel sometimes took the container's shell, ending the container)
+    # tail buffers it all and raises its own oom_score_adj to 1000: the kernel's first choice. Under
+    # load the kernel now and then also takes the container's shell while tail's memory is still being
+    # freed, which ends the container; such a run is not the scenario and is repeated (at most 3).
     hog = ("head -c 200000000 /dev/zero | sh -c 'echo 1000 > /proc/self/oom_score_adj; exec tail' > /dev/null; "
            "exec sleep 300")
-    c = _run(docker_client, "aw-child-oom", ["sh", "-c", hog], mem_limit="32m", memswap_limit="32m")
     calm = _run(docker_client, "aw-child-calm", ["sleep", "300"], mem_limit="32m")
     collector = ContainerCollector(DockerConfig(host=dockerd.host, stats_source="cgroup", events=False))
-    try:
-        async def scrape() -> Scrape:
-            return Scrape.parse(generate_latest(Families(await collector.collect())).decode())
 
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            s = await scrape()
-            if (s.value("agentwatch_container_memory_oom_kills_total", container="aw-child-oom") or 0) >= 1:
+    async def scrape() -> Scrape:
+        return Scrape.parse(generate_latest(Families(await collector.collect())).decode())
+
+    try:
+        for attempt in range(3):
+            name = f"aw-child-oom-{attempt}"
+            c = _run(docker_client, name, ["sh", "-c", hog], mem_limit="32m", memswap_limit="32m")
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if ((await scrape()).value("agentwatch_container_memory_oom_kills_total", container=name)
+                            or 0) >= 1:
+                        break
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(1.0)  # a second victim, if any, shows by now
+                c.reload()
+                if c.status != "running":
+                    continue
+                s = await scrape()
+                assert s.value("agentwatch_container_memory_oom_kills_total", container=name) >= 1
+                assert s.value("agentwatch_container_state", container=name, state="running") == 1
+                assert s.value("agentwatch_container_oom_killed", container=name) == 0, "Docker cannot tell"
+                assert s.value("agentwatch_container_memory_oom_kills_total", container="aw-child-calm") == 0
                 break
-            await asyncio.sleep(0.5)
-        assert s.value("agentwatch_container_memory_oom_kills_total", container="aw-child-oom") >= 1
-        assert s.value("agentwatch_container_state", container="aw-child-oom", state="running") == 1
-        assert s.value("agentwatch_container_oom_killed", container="aw-child-oom") == 0, "Docker cannot tell"
-        assert s.value("agentwatch_container_memory_oom_kills_total", container="aw-child-calm") == 0
-        c.reload()
-        assert c.status == "running"
+            finally:
+                c.remove(force=True)
+        else:
+            pytest.fail("in 3 runs the kernel also took the container's shell; the scenario never held")
     finally:
         await collector.stop()
         calm.remove(force=True)
-        c.remove(force=True)
