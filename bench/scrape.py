@@ -62,13 +62,7 @@ class Target:
     def read(self) -> Scrape:
         """One untimed scrape asked for as Prometheus asks (OpenMetrics, gzip), parsed: the bookkeeping
         scrapes around a measurement must not make the exporter render a second encoding."""
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families
-
-        samples, types, helps = [], {}, {}
-        for fam in text_string_to_metric_families(self.get(PROMETHEUS_HEADERS)[0].decode()):
-            types[fam.name], helps[fam.name] = fam.type, fam.documentation
-            samples.extend((s.name, dict(s.labels), s.value) for s in fam.samples)
-        return Scrape(samples, types, helps)
+        return Scrape.parse(self.get(PROMETHEUS_HEADERS)[0].decode(), openmetrics=True)
 
     def close(self) -> None:
         if self._conn is not None:

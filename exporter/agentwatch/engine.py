@@ -42,7 +42,7 @@ def is_local(host: str | None) -> bool:
     return host is None or host.startswith(("unix://", "/"))
 
 
-def sdk_timeout(collector_timeout: float) -> float:
+def call_timeout(collector_timeout: float) -> float:
     """A little under the collector's timeout, so a hung call fails inside the collection."""
     return max(0.2, min(collector_timeout * 0.8, collector_timeout - 0.25))
 

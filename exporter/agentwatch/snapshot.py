@@ -1,12 +1,13 @@
 """The collection loop and the snapshot ``/metrics`` serves.
 
-Every interval all collectors run, in stages (``Collector.stage``), each under its own timeout. Their families and
-the self-metrics are rendered once (in a worker thread, in the encodings scrapers asked for lately)
-and swapped in as one ``Snapshot``; ``/metrics`` returns those bytes, so scrape latency does not
-depend on how many containers or processes there are. A collector that fails loses its own families for that
-cycle (and says so in ``agentwatch_collector_success``), never the others'; one that times out is
-counted the same way but still serves what it knows without asking its source (``Collector.known``:
-the container collector reports the engine down and its containers' last-known series).
+Every interval all collectors run, in stages (``Collector.stage``), each under its own timeout.
+Their families and the self-metrics are rendered once (in a worker thread, in the encodings scrapers
+asked for lately) and swapped in as one ``Snapshot``; ``/metrics`` returns those bytes, so scrape
+latency does not depend on how many containers or processes there are. A collector that fails loses
+its own families for that cycle (and says so in ``agentwatch_collector_success``), never the
+others'; one that times out is counted the same way but still serves what it knows without asking
+its source (``Collector.known``: the container collector reports the engine down and its containers'
+last-known series).
 """
 
 from __future__ import annotations

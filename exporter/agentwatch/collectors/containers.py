@@ -67,12 +67,12 @@ from agentwatch.engine import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
     answer_budget,
+    call_timeout,
     engine_host,
     is_local,
     is_silent,
     is_unreachable,
     read_client,
-    sdk_timeout,
 )
 from agentwatch.engine_api import EngineClient, NotFound
 from agentwatch.engine_changes import ChangeFeed, Mark
@@ -292,7 +292,7 @@ class ContainerCollector(Collector):
         self.readings = readings  # the insights collector's board, when on
         self.changes = changes  # what the event stream saw change, when it runs
         self.host = engine_host(config.host)
-        self._sdk_timeout = sdk_timeout(config.timeout_seconds)
+        self._call_timeout = call_timeout(config.timeout_seconds)
         self._budget = answer_budget(config.timeout_seconds)
         #: (monotonic time, the container families) of the last collection the engine answered
         self._last_known: tuple[float, list[Metric]] | None = None
@@ -321,7 +321,7 @@ class ContainerCollector(Collector):
     def _get_client(self) -> EngineClient:
         with self._client_lock:
             if self._client is None:
-                self._client = read_client(self.config.host, self._sdk_timeout, self.config.max_concurrency + 2)
+                self._client = read_client(self.config.host, self._call_timeout, self.config.max_concurrency + 2)
             return self._client
 
     def _drop_client(self) -> None:
@@ -351,7 +351,7 @@ class ContainerCollector(Collector):
         since = docker_time(state.get("FinishedAt")) - 0.001
         until = max(docker_time(state.get("StartedAt")), since)
         try:
-            code = die_exit_code(self._get_client(), container_id, since, until, self._sdk_timeout)
+            code = die_exit_code(self._get_client(), container_id, since, until, self._call_timeout)
         except Exception as exc:
             if is_unreachable(exc):
                 raise

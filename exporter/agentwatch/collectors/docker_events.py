@@ -1,7 +1,7 @@
 """Container ``die`` and ``oom`` events from the engine's event stream, counted as they happen.
 
 A container that is OOM-killed and restarted between two collections looks healthy to a poller;
-the event stream sees every death. The SDK's event generator blocks, so it is followed in a
+the event stream sees every death. The stream's reads block, so it is followed in a
 dedicated daemon thread (not the collector pool); ``collect()`` only turns the in-memory counters
 into families. When the stream drops or the engine is down the thread reconnects with exponential
 backoff (0.5 s doubling to 30 s) and resumes with ``since=`` the last event's time, so the engine
@@ -39,10 +39,10 @@ from agentwatch.engine import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
     answer_budget,
+    call_timeout,
     engine_host,
     is_unreachable,
     read_client,
-    sdk_timeout,
 )
 from agentwatch.engine_api import EngineClient
 from agentwatch.engine_changes import ChangeFeed
@@ -158,7 +158,7 @@ class DockerEventsCollector(Collector):
             connected_at = None
             got_event = False
             try:
-                client = read_client(self.config.host, sdk_timeout(self.config.timeout_seconds), pool_size=1)
+                client = read_client(self.config.host, call_timeout(self.config.timeout_seconds), pool_size=1)
                 stream = client.events({"type": ["container"]}, since=since_param(self._last_nanos))
                 with self._lock:
                     self._stream = stream
@@ -291,10 +291,10 @@ class DockerEventsCollector(Collector):
         return ping.done() and ping.result()
 
     def _ping_engine(self) -> bool:
-        """One ``/_ping`` bounded by the SDK timeout (pool thread); False when it gets no answer."""
+        """One ``/_ping`` bounded by the call timeout (pool thread); False when it gets no answer."""
         try:
             if self._ping_client is None:
-                self._ping_client = read_client(self.config.host, sdk_timeout(self.timeout), pool_size=1)
+                self._ping_client = read_client(self.config.host, call_timeout(self.timeout), pool_size=1)
             return bool(self._ping_client.ping())
         except Exception:  # down, hung or broken: the stream thread and the container collector say which
             client, self._ping_client = self._ping_client, None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -20,9 +21,11 @@ class Scrape:
     helps: dict[str, str]
 
     @classmethod
-    def parse(cls, text: str) -> Scrape:
+    def parse(cls, text: str, openmetrics: bool = False) -> Scrape:
+        """Parse a body in the classic text format, or in OpenMetrics."""
+        families = (openmetrics_families if openmetrics else text_string_to_metric_families)(text)
         samples, types, helps = [], {}, {}
-        for fam in text_string_to_metric_families(text):
+        for fam in families:
             types[fam.name] = fam.type
             helps[fam.name] = fam.documentation
             for s in fam.samples:
