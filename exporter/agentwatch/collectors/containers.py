@@ -496,22 +496,22 @@ class ContainerCollector(Collector):
             return []
         return families
 
-    async def _listing_now(self) -> list[dict[str, Any]]:
+    async def _listing_now(self, mark: Mark | None) -> list[dict[str, Any]]:
         """The engine's container listing: the last one while the event stream saw no change since it
-        was asked for (and the engine answers a ping), else a new one (``engine_changes``)."""
+        was asked for (and the engine answers a ping), else a new one (``engine_changes``). ``mark``
+        is the change feed's, taken before asking."""
         now = time.monotonic()
         last = self._listing
         if last is not None and self.changes is not None and self.changes.quiet(last[1]) \
                 and now - last[0] < LISTING_MAX_AGE and await self.run_sync(self._ping):
             return last[2]
-        mark = self.changes.mark() if self.changes is not None else None
         listing = await self.run_sync(self._list)
         self._listing = (now, mark, listing)
         return listing
 
     async def _discover(self) -> list[_Container]:
         mark = self.changes.mark() if self.changes is not None else None
-        selected = self._select(await self._listing_now())
+        selected = self._select(await self._listing_now(mark))
         self._listed_at = time.time()  # the engine answered: the containers are as listed
         now = time.monotonic()
         keys = {item["Id"]: listing_key(item) for item, _ in selected}
