@@ -10,9 +10,8 @@ import os
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
-
 from agentwatch.configfile import ListenAddress, Strict, check_regex, load_model, read_secret, require_unique_names
+from agentwatch.schema import Field, field_validator, model_validator
 
 DEFAULT_PORT = 9847
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"

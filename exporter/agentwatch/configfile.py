@@ -13,12 +13,13 @@ import argparse
 import ipaddress
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from agentwatch.schema import MISSING, After, Model, ValidationError, dotted
 
 #: A config file larger than this is refused before it is parsed (real ones are a few KiB).
 MAX_FILE_BYTES = 1 << 20
@@ -35,13 +36,11 @@ class ConfigError(Exception):
     """A config file or flag that cannot be used; one line per problem, naming file or flag and key."""
 
 
-class Strict(BaseModel):
+class Strict(Model):
     """Base for config models: unknown keys are errors, loaded values never change."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=Model)
 
 
 class Named(Protocol):
@@ -135,37 +134,20 @@ def _valid_listen(value: str) -> str:
 
 
 #: A HOST:PORT field; the same check applies to the --listen flags, which override such fields.
-ListenAddress = Annotated[str, AfterValidator(_valid_listen)]
+ListenAddress = Annotated[str, After(_valid_listen)]
 
 
 # --- messages --------------------------------------------------------------------------------
 
 
-def _dotted(loc: Sequence[Any]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """(dotted key, what was expected) for each error pydantic found."""
+    """(dotted key, what was expected, with the value found when it is short enough to quote)."""
     out = []
-    for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after"))]
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            msg = "unknown key"
-        elif kind == "missing":
-            msg = "required key is missing"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            if "input" in err and not isinstance(err["input"], dict | list):
-                msg += f" (got {quoted(err['input'])})"
-        out.append((_dotted(loc), msg))
+    for problem in exc.errors():
+        msg = problem.msg
+        if problem.kind == "value" and problem.input is not MISSING and not isinstance(problem.input, dict | list):
+            msg += f" (got {quoted(problem.input)})"
+        out.append((dotted(problem.loc), msg))
     return out
 
 

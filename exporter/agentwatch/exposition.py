@@ -10,6 +10,7 @@ OpenMetrics (``Accept: application/openmetrics-text``, as Prometheus does) gets 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import Metric
@@ -47,6 +48,38 @@ def content_type(openmetrics: bool) -> str:
 def encode(source: Collector, openmetrics: bool) -> bytes:
     """``source``'s families in the chosen format."""
     return _openmetrics(source) if openmetrics else _text(source)
+
+
+#: The line that ends an OpenMetrics body.
+_EOF = b"# EOF\n"
+
+
+def family_chunks(families: Iterable[Metric], openmetrics: bool) -> Iterator[bytes]:
+    """The bytes of ``encode``, one family at a time (the OpenMetrics end line last).
+
+    prometheus_client renders a whole body as one list of lines, then one string, then bytes: at
+    100 containers and 1,000 processes (a 0.9 MB body) that was 2.7 MB of transient allocations,
+    which the exporter's peak resident memory kept (issue 14). A family at a time, the largest
+    transient is one family's text.
+    """
+    for family in families:
+        text = encode(Families((family,)), openmetrics)
+        yield text.removesuffix(_EOF) if openmetrics else text
+    if openmetrics:
+        yield _EOF
+
+
+def encode_gzipped(families: Iterable[Metric], openmetrics: bool, level: int) -> bytes:
+    """``encode``'s bytes gzipped as they are rendered: the uncompressed body never exists at once."""
+    z = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: a gzip member, as gzip.compress makes
+    return b"".join([*(z.compress(chunk) for chunk in family_chunks(families, openmetrics)), z.flush()])
+
+
+def gunzip(body: bytes) -> bytes:
+    """A body made by ``encode_gzipped``, unzipped into one buffer of its size (from the gzip
+    trailer): ``gzip.decompress`` grows its output as it goes and peaked at 2.7 times the body."""
+    size = int.from_bytes(body[-4:], "little") if len(body) >= 18 else 0
+    return zlib.decompress(body, 31, max(size, 1024))
 
 
 def negotiate(source: Collector, accept: str) -> tuple[bytes, str]:

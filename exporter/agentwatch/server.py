@@ -32,12 +32,12 @@ async def metrics(request: web.Request) -> web.Response:
         return web.Response(status=503, text="no collection has finished yet\n")
     openmetrics = exposition.wants_openmetrics(request.headers.get("Accept", ""))
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-    loop.encodings.asked((openmetrics, gzipped))
+    loop.formats.asked(openmetrics)
     headers = {"Content-Type": exposition.content_type(openmetrics), "Vary": "Accept, Accept-Encoding"}
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-    body = snap.ready(openmetrics, gzipped)
-    if body is None:  # nobody asked for this encoding lately: rendered now, off the loop, then kept
+    body = snap.ready(openmetrics) if gzipped else None
+    if body is None:  # a format nobody asked for lately (rendered, then kept) or no gzip: off the loop
         body = await asyncio.to_thread(snap.body, openmetrics, gzipped)
     return web.Response(body=body, headers=headers)
 

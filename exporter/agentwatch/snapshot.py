@@ -1,7 +1,7 @@
 """The collection loop and the snapshot ``/metrics`` serves.
 
 Every interval all collectors run, in stages (``Collector.stage``), each under its own timeout.
-Their families and the self-metrics are rendered once (in a worker thread, in the encodings scrapers
+Their families and the self-metrics are rendered once (in a worker thread, in the formats scrapers
 asked for lately) and swapped in as one ``Snapshot``; ``/metrics`` returns those bytes, so scrape
 latency does not depend on how many containers or processes there are. A collector that fails loses
 its own families for that cycle (and says so in ``agentwatch_collector_success``), never the
@@ -13,7 +13,6 @@ last-known series).
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import platform
 import threading
@@ -34,78 +33,81 @@ log = logging.getLogger("agentwatch.snapshot")
 HEAD_START_SECONDS = 0.5
 
 
-#: How a scraper asks for the snapshot: (OpenMetrics, gzipped).
-Encoding = tuple[bool, bool]
-#: What Prometheus asks for (OpenMetrics, gzipped): rendered with every snapshot.
-PROMETHEUS: Encoding = (True, True)
-#: How long an encoding a scraper asked for keeps being rendered with every snapshot: this many
+#: gzip's compression level for the bodies.
+GZIP_LEVEL = 5
+
+#: The format Prometheus asks for (OpenMetrics): rendered with every snapshot.
+OPENMETRICS = True
+#: How long a format a scraper asked for keeps being rendered with every snapshot: this many
 #: seconds, or three collection intervals if that is longer. A scraper that asks more often than
 #: that gets it pre-rendered; one that asks now and then (curl) waits for one rendering.
 ASKED_LATELY_SECONDS = 30.0
 
 
-class Encodings:
-    """Which encodings scrapers asked for lately (the handlers write, the loop reads; both on the
-    event loop). The loop renders those with each snapshot, in its worker thread, so such a scrape
-    only copies bytes; rendering every encoding every cycle was most of the exporter's CPU (issue
-    14: about 12 µs per series per encoding), though Prometheus only ever asks for one."""
+class Formats:
+    """Which formats (OpenMetrics or the classic text) scrapers asked for lately (the handlers
+    write, the loop reads; both on the event loop). The loop renders those with each snapshot, in
+    its worker thread, so such a scrape only copies bytes; rendering every encoding every cycle was
+    most of the exporter's CPU (issue 14: about 12 µs per series per encoding), though Prometheus
+    only ever asks for one."""
 
     def __init__(self, keep_seconds: float = ASKED_LATELY_SECONDS) -> None:
         self.keep_seconds = keep_seconds
-        self._asked: dict[Encoding, float] = {}
+        self._asked: dict[bool, float] = {}
 
-    def asked(self, encoding: Encoding) -> None:
-        self._asked[encoding] = time.monotonic()
+    def asked(self, openmetrics: bool) -> None:
+        self._asked[openmetrics] = time.monotonic()
 
-    def wanted(self) -> set[Encoding]:
+    def wanted(self) -> set[bool]:
         now = time.monotonic()
-        return {PROMETHEUS} | {e for e, at in self._asked.items() if now - at < self.keep_seconds}
+        return {OPENMETRICS} | {f for f, at in self._asked.items() if now - at < self.keep_seconds}
 
 
 class Snapshot:
-    """One collection: its families and their bodies in the encodings rendered so far.
+    """One collection: its families and, per format rendered so far, its body gzipped.
 
-    The encodings scrapers asked for lately are rendered when the snapshot is made; any other on
-    its first request (``body``, blocking: the handler runs it in a worker thread), then kept. A
-    plain body is unzipped from the gzipped one when that exists, never rendered twice.
+    Bodies are kept gzipped only, rendered and compressed a family at a time
+    (``exposition.encode_gzipped``): Prometheus asks for gzip, and a 0.9 MB text body kept beside
+    the next snapshot's was most of what a curl added to the exporter's peak memory (issue 14). A
+    scrape without gzip gets the body unzipped for its request (about 2 ms at 0.9 MB, in a worker
+    thread). The formats scrapers asked for lately are rendered when the snapshot is made, the
+    other on its first request, then kept.
     """
 
-    __slots__ = ("_bodies", "_families", "_lock", "timestamp")
+    __slots__ = ("_families", "_gzipped", "_lock", "timestamp")
 
     def __init__(self, families: Iterable[Metric], timestamp: float) -> None:
         self.timestamp = timestamp
         self._families = list(families)
-        self._bodies: dict[Encoding, bytes] = {}
+        self._gzipped: dict[bool, bytes] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def render(cls, families: Iterable[Metric], timestamp: float,
-               wanted: Iterable[Encoding] = (PROMETHEUS,)) -> Snapshot:
+    def render(cls, families: Iterable[Metric], timestamp: float, formats: Iterable[bool] = (OPENMETRICS,)) -> Snapshot:
         snap = cls(families, timestamp)
-        for openmetrics, gzipped in sorted(wanted):
-            snap.body(openmetrics, gzipped)
+        for openmetrics in sorted(formats):
+            snap.gzipped(openmetrics)
         return snap
 
-    def ready(self, openmetrics: bool = False, gzipped: bool = False) -> bytes | None:
-        """The body if it is rendered already (no lock: a dict read is atomic)."""
-        return self._bodies.get((openmetrics, gzipped))
+    def ready(self, openmetrics: bool) -> bytes | None:
+        """The gzipped body if this format is rendered already (no lock: a dict read is atomic)."""
+        return self._gzipped.get(openmetrics)
+
+    def gzipped(self, openmetrics: bool) -> bytes:
+        """The gzipped body in this format, rendered now if it is not yet (blocking)."""
+        body = self._gzipped.get(openmetrics)
+        if body is None:
+            with self._lock:
+                body = self._gzipped.get(openmetrics)
+                if body is None:
+                    body = exposition.encode_gzipped(self._families, openmetrics, GZIP_LEVEL)
+                    self._gzipped[openmetrics] = body
+        return body
 
     def body(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
-        with self._lock:
-            done = self._bodies.get((openmetrics, gzipped))
-            if done is not None:
-                return done
-            other = self._bodies.get((openmetrics, not gzipped))
-            if gzipped:
-                raw = other if other is not None else self._encode(openmetrics)
-                out = gzip.compress(raw, compresslevel=5)
-            else:
-                out = gzip.decompress(other) if other is not None else self._encode(openmetrics)
-            self._bodies[(openmetrics, gzipped)] = out
-            return out
-
-    def _encode(self, openmetrics: bool) -> bytes:
-        return exposition.encode(exposition.Families(self._families), openmetrics=openmetrics)
+        """The body as a scrape asks for it (blocking: it may render, and it unzips)."""
+        body = self.gzipped(openmetrics)
+        return body if gzipped else exposition.gunzip(body)
 
 
 class SelfMetrics:
@@ -149,7 +151,7 @@ class CollectionLoop:
         self.ready = asyncio.Event()
         self.cycles = 0
         self.self_metrics = SelfMetrics(c.name for c in self.collectors)
-        self.encodings = Encodings(max(ASKED_LATELY_SECONDS, 3 * interval))
+        self.formats = Formats(max(ASKED_LATELY_SECONDS, 3 * interval))
         self._once = OnceLogger(log)
 
     async def _run_one(self, collector: Collector) -> list[Metric]:
@@ -202,7 +204,7 @@ class CollectionLoop:
             raise
         families: list[Metric] = [f for batch in results for f in batch]
         families.extend(self.self_metrics.families(time.perf_counter() - start))
-        snap = await asyncio.to_thread(Snapshot.render, families, time.time(), self.encodings.wanted())
+        snap = await asyncio.to_thread(Snapshot.render, families, time.time(), self.formats.wanted())
         self.snapshot = snap
         self.cycles += 1
         self.ready.set()

@@ -1,4 +1,5 @@
-"""Snapshots render the encodings scrapers asked for lately up front and any other on request."""
+"""Snapshots render the formats scrapers asked for lately up front, any other on request, and
+keep their bodies gzipped only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from agentwatch import exposition, snapshot
-from agentwatch.snapshot import PROMETHEUS, Encodings, Snapshot
+from agentwatch.snapshot import OPENMETRICS, Formats, Snapshot
 
 ALL = [(om, gz) for om in (False, True) for gz in (False, True)]
 
@@ -22,31 +23,44 @@ def _families():
     return [g, c]
 
 
-def test_only_the_wanted_encodings_are_rendered_up_front():
-    snap = Snapshot.render(_families(), 1.0, wanted={PROMETHEUS})
-    assert snap.ready(True, True) is not None
-    assert [enc for enc in ALL if snap.ready(*enc) is not None] == [PROMETHEUS]
+def test_only_the_wanted_formats_are_rendered_up_front():
+    snap = Snapshot.render(_families(), 1.0, formats={OPENMETRICS})
+    assert snap.ready(True) is not None
+    assert snap.ready(False) is None
 
 
 @pytest.mark.parametrize("openmetrics,gzipped", ALL)
 def test_every_encoding_on_request_is_what_the_library_renders(openmetrics, gzipped):
     families = _families()
     expected = exposition.encode(exposition.Families(families), openmetrics=openmetrics)
-    for wanted in ({PROMETHEUS}, set(ALL)):
-        snap = Snapshot.render(families, 1.0, wanted=wanted)
+    for formats in ({OPENMETRICS}, {True, False}):
+        snap = Snapshot.render(families, 1.0, formats=formats)
         body = snap.body(openmetrics, gzipped)
         assert (gzip.decompress(body) if gzipped else body) == expected
-        assert snap.ready(openmetrics, gzipped) is body, "kept for the snapshot's next scrapes"
+        kept = snap.ready(openmetrics)
+        assert kept is not None and gzip.decompress(kept) == expected, "kept, gzipped, for the next scrapes"
+        if gzipped:
+            assert body is kept, "a gzip scrape copies the kept bytes"
 
 
-def test_asked_encodings_are_wanted_for_a_while(monkeypatch):
+def test_a_large_body_gzipped_family_by_family_is_the_library_s_body():
+    families = [GaugeMetricFamily(f"agentwatch_test_{n}", "Many series.", labels=["container"]) for n in range(40)]
+    for n, family in enumerate(families):
+        for i in range(200):
+            family.add_metric([f"c{i}"], i * n)
+    for openmetrics in (True, False):
+        body = exposition.encode_gzipped(families, openmetrics, snapshot.GZIP_LEVEL)
+        assert gzip.decompress(body) == exposition.encode(exposition.Families(families), openmetrics)
+
+
+def test_asked_formats_are_wanted_for_a_while(monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(snapshot.time, "monotonic", lambda: now[0])
-    encodings = Encodings(keep_seconds=30)
-    assert encodings.wanted() == {PROMETHEUS}, "Prometheus's own request is always rendered"
-    encodings.asked((False, False))  # curl
-    assert encodings.wanted() == {PROMETHEUS, (False, False)}
+    formats = Formats(keep_seconds=30)
+    assert formats.wanted() == {OPENMETRICS}, "Prometheus's own format is always rendered"
+    formats.asked(False)  # curl
+    assert formats.wanted() == {OPENMETRICS, False}
     now[0] += 29
-    assert (False, False) in encodings.wanted()
+    assert False in formats.wanted()
     now[0] += 2
-    assert encodings.wanted() == {PROMETHEUS}
+    assert formats.wanted() == {OPENMETRICS}

@@ -83,9 +83,10 @@ def test_health_and_top(standin, capsys):
 
 @pytest.mark.parametrize(("status", "body", "code", "message"), [
     (200, b"<html>not json", 1, "/api/crashes is not JSON (Expecting value at line 1 column 1)"),
-    (200, b'{"crashes": "many"}', 1, "is not what the API documents: generated_at: Field required (and 1 more)"),
+    (200, b'{"crashes": "many"}', 1,
+     "is not what the API documents: generated_at: required key is missing (and 1 more)"),
     (200, json.dumps({**samples.CRASHES, "crashes": [{"id": 1}]}).encode(), 1,
-     "is not what the API documents: crashes.0.at: Field required"),
+     "is not what the API documents: crashes.0.at: required key is missing"),
     (400, b'{"error": "limit: expected an integer from 1 to 1000"}', 2,
      "/api/crashes refused the query: limit: expected an integer from 1 to 1000"),
     (503, b'{"error": "insights are disabled (insights.enabled: false)"}', 1,

@@ -7,11 +7,10 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
-
 from agentwatch import listener
 from agentwatch import log as awlog
 from agentwatch.configfile import ConfigError, ListenAddress, Strict, read_secret, with_overrides
+from agentwatch.schema import Field, field_validator
 
 logger = logging.getLogger("agentwatch.demo")
 

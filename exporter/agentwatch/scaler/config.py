@@ -10,9 +10,8 @@ import os
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
-
 from agentwatch.configfile import ListenAddress, Strict, check_regex, load_model, read_secret, require_unique_names
+from agentwatch.schema import Before, Field, field_validator, model_validator
 
 DEFAULT_LISTEN = "127.0.0.1:9848"
 
@@ -39,7 +38,7 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb":
 
 
 def parse_bytes(value: Any) -> Any:
-    """Accept 512MiB, 2GiB, 1.5g, -1GiB or a plain integer; anything else goes to pydantic."""
+    """Accept 512MiB, 2GiB, 1.5g, -1GiB or a plain integer; anything else goes to the int conversion."""
     if isinstance(value, str):
         m = re.fullmatch(r"\s*([+-]?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
         if not m or m.group(2).lower() not in _UNITS:
@@ -48,8 +47,8 @@ def parse_bytes(value: Any) -> Any:
     return value
 
 
-Bytes = Annotated[int, BeforeValidator(parse_bytes)]
-PosBytes = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
+Bytes = Annotated[int, Before(parse_bytes)]
+PosBytes = Annotated[int, Before(parse_bytes), Field(gt=0)]
 
 
 class AuthConfig(Strict):

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from agentwatch.schema import Field, Model, ValidationError
 
 
-class Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class Answer(Model, extra="ignore"):
+    """Base of the answers: unknown keys are ignored, values never change."""
 
 
 class Evidence(Answer):
@@ -145,9 +145,9 @@ def first_problem(exc: ValidationError) -> str:
     """The first validation problem as ``dotted.path: message`` (the rest counted)."""
     errors = exc.errors()
     first = errors[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    where = ".".join(str(p) for p in first.loc) or "(top level)"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    return f"{where}: {first.msg}{more}"
 
 
 def parse_crashes(data: Any) -> CrashesAnswer:
