@@ -75,11 +75,29 @@ def encode_gzipped(families: Iterable[Metric], openmetrics: bool, level: int) ->
     return b"".join([*(z.compress(chunk) for chunk in family_chunks(families, openmetrics)), z.flush()])
 
 
+def gunzipped_size(body: bytes) -> int:
+    """The unzipped size of a gzip member, from its trailer (modulo 4 GiB, as gzip keeps it)."""
+    return int.from_bytes(body[-4:], "little") if len(body) >= 18 else 0
+
+
 def gunzip(body: bytes) -> bytes:
-    """A body made by ``encode_gzipped``, unzipped into one buffer of its size (from the gzip
-    trailer): ``gzip.decompress`` grows its output as it goes and peaked at 2.7 times the body."""
-    size = int.from_bytes(body[-4:], "little") if len(body) >= 18 else 0
-    return zlib.decompress(body, 31, max(size, 1024))
+    """A body made by ``encode_gzipped``, unzipped into one buffer of its size: ``gzip.decompress``
+    grows its output as it goes and peaked at 2.7 times the body."""
+    return zlib.decompress(body, 31, max(gunzipped_size(body), 1024))
+
+
+def gunzip_pieces(body: bytes, piece: int = 256 * 1024) -> Iterator[bytes]:
+    """A body made by ``encode_gzipped``, unzipped at most ``piece`` bytes at a time (never empty)."""
+    unzip = zlib.decompressobj(31)
+    data = body
+    while data:
+        out = unzip.decompress(data, piece)
+        data = unzip.unconsumed_tail
+        if out:
+            yield out
+    rest = unzip.flush()
+    if rest:
+        yield rest
 
 
 def negotiate(source: Collector, accept: str) -> tuple[bytes, str]:

@@ -25,7 +25,7 @@ log = logging.getLogger("agentwatch.exporter")
 LOOP_KEY = web.AppKey("loop", CollectionLoop)
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     loop = request.app[LOOP_KEY]
     snap = loop.snapshot
     if snap is None:
@@ -34,12 +34,27 @@ async def metrics(request: web.Request) -> web.Response:
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
     loop.formats.asked(openmetrics)
     headers = {"Content-Type": exposition.content_type(openmetrics), "Vary": "Accept, Accept-Encoding"}
+    body = snap.ready(openmetrics)
+    if body is None:  # a format nobody asked for lately: rendered now, off the loop, then kept
+        body = await asyncio.to_thread(snap.gzipped, openmetrics)
     if gzipped:
         headers["Content-Encoding"] = "gzip"
-    body = snap.ready(openmetrics) if gzipped else None
-    if body is None:  # a format nobody asked for lately (rendered, then kept) or no gzip: off the loop
-        body = await asyncio.to_thread(snap.body, openmetrics, gzipped)
-    return web.Response(body=body, headers=headers)
+        return web.Response(body=body, headers=headers)
+    return await _unzipped(request, body, headers)
+
+
+async def _unzipped(request: web.Request, body: bytes, headers: dict[str, str]) -> web.StreamResponse:
+    """A scrape without gzip (curl): the kept body unzipped as it is sent, a piece at a time (off the
+    loop), so the whole text (0.9 MB at 100 containers) never sits in memory (issue 14)."""
+    response = web.StreamResponse(headers=headers)
+    response.content_length = exposition.gunzipped_size(body)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        pieces = exposition.gunzip_pieces(body)
+        while (piece := await asyncio.to_thread(next, pieces, b"")):
+            await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -50,7 +50,12 @@ def test_a_large_body_gzipped_family_by_family_is_the_library_s_body():
             family.add_metric([f"c{i}"], i * n)
     for openmetrics in (True, False):
         body = exposition.encode_gzipped(families, openmetrics, snapshot.GZIP_LEVEL)
-        assert gzip.decompress(body) == exposition.encode(exposition.Families(families), openmetrics)
+        expected = exposition.encode(exposition.Families(families), openmetrics)
+        assert gzip.decompress(body) == exposition.gunzip(body) == expected
+        assert exposition.gunzipped_size(body) == len(expected)
+        pieces = list(exposition.gunzip_pieces(body, piece=4096))
+        assert b"".join(pieces) == expected and max(map(len, pieces)) == 4096 and all(pieces), \
+            "what a scrape without gzip is sent, a piece at a time"
 
 
 def test_asked_formats_are_wanted_for_a_while(monkeypatch):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 
 import pytest
 
 from agentwatch.insights.memory import (
     MemoryMonitor,
     MonitorSettings,
+    Points,
     Series,
     least_squares,
     seconds_to_limit,
@@ -163,3 +165,23 @@ def test_a_drop_just_before_the_death_is_the_death_itself():
     feed(later, [10 * MiB + i * 2 * MiB for i in range(20)], step=0.5, run=T0 - 1, limit=64 * MiB)
     feed(later, [5 * MiB] * 10, step=0.5, start=T0 + 10, run=T0 - 1, limit=64 * MiB)
     assert later.evidence_before(T0 + 16).samples == 10
+
+
+def test_points_keep_the_newest_window_as_a_deque_would():
+    """The window's compact store behaves as the deque of tuples it replaced, through compactions."""
+    points, reference = Points(maxlen=100), deque(maxlen=100)
+    rng = random.Random(7)
+    for i in range(2000):
+        if rng.random() < 0.3 and reference:
+            points.popleft()
+            reference.popleft()
+        else:
+            points.append((float(i), rng.random()))
+            reference.append((float(i), points[-1][1]))
+        assert len(points) == len(reference)
+        if reference and i % 97 == 0:
+            assert list(points) == list(reference) and points[0] == reference[0] and points[-2:] == list(reference)[-2:]
+    points.clear()
+    assert not points and list(points) == []
+    with pytest.raises(IndexError):
+        points.popleft()

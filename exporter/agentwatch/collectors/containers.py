@@ -43,7 +43,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,16 +176,31 @@ class _Container:
         return pid if isinstance(pid, int) else 0
 
 
-def _check_listing(listing: Any) -> list[dict[str, Any]]:
+#: The parts of a listing entry this collector reads; only these are kept while the listing is
+#: reused (up to LISTING_MAX_AGE), and of its labels only those it exports. The rest (mounts,
+#: networks, ports, compose's dozen labels) is dropped as soon as it is parsed.
+LISTING_KEPT = ("Id", "Names", "State", "Status", "Image")
+
+
+def _check_listing(listing: Any, labels: Collection[str]) -> list[dict[str, Any]]:
     if not isinstance(listing, list) or not all(isinstance(c, dict) and isinstance(c.get("Id"), str)
                                                  for c in listing):
         raise ValueError("/containers/json: expected a list of objects with an Id")
-    return listing
+    kept = []
+    for item in listing:
+        entry = {key: item[key] for key in LISTING_KEPT if key in item}
+        tags = item.get("Labels")
+        if isinstance(tags, dict):
+            entry["Labels"] = {key: value for key, value in tags.items() if key in labels}
+        kept.append(entry)
+    return kept
 
 
 #: The parts of an inspect this collector reads; only these are cached (up to INSPECT_MAX_AGE). The
-#: rest, Config with the container's environment above all, is dropped as soon as it is parsed.
+#: rest, Config with the container's environment above all, and a health check's last outputs
+#: (up to 20 KB a container), is dropped as soon as it is parsed.
 INSPECT_KEPT = ("Id", "State", "HostConfig", "RestartCount", "Path", "Args")
+STATE_KEPT = ("Status", "Running", "Restarting", "OOMKilled", "Pid", "ExitCode", "StartedAt", "FinishedAt")
 HOST_CONFIG_KEPT = ("RestartPolicy", "Memory", "NanoCpus", "CpuQuota", "CpuPeriod", "NetworkMode")
 
 
@@ -194,6 +209,11 @@ def _check_inspect(data: Any, container_id: str) -> dict[str, Any]:
             and isinstance(data.get("HostConfig", {}), dict)):
         raise ValueError(f"/containers/{container_id[:12]}/json: expected an object with State and HostConfig")
     kept = {key: data[key] for key in INSPECT_KEPT if key in data}
+    state = data["State"]
+    kept["State"] = {key: state[key] for key in STATE_KEPT if key in state}
+    health = state.get("Health")
+    if isinstance(health, dict) and "Status" in health:
+        kept["State"]["Health"] = {"Status": health["Status"]}
     if "HostConfig" in kept:
         kept["HostConfig"] = {key: value for key, value in kept["HostConfig"].items() if key in HOST_CONFIG_KEPT}
     return kept
@@ -313,6 +333,7 @@ class ContainerCollector(Collector):
         self._exits: dict[str, tuple[str, int | None]] = {}
         self._name_re = re.compile(config.name_filter) if config.name_filter else None
         self._extra = [(label, DockerConfig.metric_label(label)) for label in config.label_allowlist]
+        self._listed_labels = frozenset({COMPOSE_PROJECT, COMPOSE_SERVICE, *config.label_allowlist})
         mode = config.stats_source
         self._try_cgroup = mode == "cgroup" or (mode == "auto" and is_local(self.host))
 
@@ -334,7 +355,7 @@ class ContainerCollector(Collector):
                 pass
 
     def _list(self) -> list[dict[str, Any]]:
-        return _check_listing(self._get_client().containers(all=self.config.include_stopped))
+        return _check_listing(self._get_client().containers(all=self.config.include_stopped), self._listed_labels)
 
     def _ping(self) -> bool:
         return self._get_client().ping()
