@@ -386,7 +386,9 @@ def _union(members: tuple[Any, ...], value: Any, loc: Loc, problems: list[Proble
         result = convert(member, value, loc, tried)
         if result is not _INVALID:
             return result
-        messages += [p.msg.removeprefix("Input should be ") for p in tried if p.loc == loc]
+        # "a valid boolean, unable to interpret input" -> "a valid boolean": the choices, not the details
+        messages += [re.sub(r", (unable|got) .*", "", p.msg.removeprefix("Input should be ")) for p in tried
+                     if p.loc == loc]
     problems.append(Problem(loc, "Input should be " + " or ".join(dict.fromkeys(messages)), value))
     return _INVALID
 

@@ -77,7 +77,7 @@ def test_defaults_and_lax_scalars_as_yaml_and_flags_give_them():
 
 
 def test_every_problem_is_found_in_one_pass_with_pydantic_s_wording():
-    found = problems({"ratio": 0, "count": 2, "on": "maybe", "mode": "d", "code": "x", "doubled": "6x",
+    found = problems({"ratio": 0, "count": 2, "on": "maybe", "mode": "d", "auto": "maybe", "code": "x", "doubled": "6x",
                       "pair": [1, 2, 3], "items": [{}, {"size": 0}, {"size": "big"}], "nope": 1,
                       "things": {"x": {"kind": "tagged", "name": "TOO-LONG-NAME"}, "y": {"kind": "z"}, "Q": {}}})
     assert found == [
@@ -86,6 +86,7 @@ def test_every_problem_is_found_in_one_pass_with_pydantic_s_wording():
         (("count",), "expected an odd count"),
         (("on",), "Input should be a valid boolean, unable to interpret input"),
         (("mode",), "Input should be 'a', 'b' or 'c'"),
+        (("auto",), "Input should be a valid boolean or 'auto'"),
         (("code",), "expected capitals"),
         (("doubled",), "Input should be less than or equal to 10"),
         (("pair",), "Tuple should have at most 2 items after validation, not 3"),
