@@ -65,6 +65,9 @@ class PrivateDockerd:
             raise EngineUnavailable("dockerd is not installed (apt-get install docker.io busybox-static)")
         self.base.mkdir(parents=True, exist_ok=True)
         self._log = open(self.base / "dockerd.log", "wb")  # noqa: SIM115 - kept open for the daemon's life
+        # The engine's own temporary files (containerd writes its goroutine stacks there when dockerd
+        # stops it the hard way: one file per run was left in /tmp) stay inside its directory.
+        (self.base / "tmp").mkdir(exist_ok=True)
         atexit.register(self.stop)
         try:
             # Its own session: Ctrl-C in a terminal reaches the owner, which stops the engine in order.
@@ -73,6 +76,7 @@ class PrivateDockerd:
                  "--exec-root", str(self.base / "exec"), "-H", self.host, "--pidfile", str(self.pidfile),
                  "--iptables=false", "--ip-masq=false", "--bridge=none", "--storage-driver=vfs"],
                 stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "TMPDIR": str(self.base / "tmp")},
             )
             if self.use_watchdog:
                 self._watchdog = start_watchdog(self.base, self.proc.pid)
