@@ -145,7 +145,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for problem in exc.errors():
         msg = problem.msg
-        if problem.kind == "value" and problem.input is not MISSING and not isinstance(problem.input, dict | list):
+        if problem.input is not MISSING and not isinstance(problem.input, dict | list):
             msg += f" (got {quoted(problem.input)})"
         out.append((dotted(problem.loc), msg))
     return out

@@ -80,12 +80,6 @@ def gunzipped_size(body: bytes) -> int:
     return int.from_bytes(body[-4:], "little") if len(body) >= 18 else 0
 
 
-def gunzip(body: bytes) -> bytes:
-    """A body made by ``encode_gzipped``, unzipped into one buffer of its size: ``gzip.decompress``
-    grows its output as it goes and peaked at 2.7 times the body."""
-    return zlib.decompress(body, 31, max(gunzipped_size(body), 1024))
-
-
 def gunzip_pieces(body: bytes, piece: int = 256 * 1024) -> Iterator[bytes]:
     """A body made by ``encode_gzipped``, unzipped at most ``piece`` bytes at a time (never empty)."""
     unzip = zlib.decompressobj(31)

@@ -40,9 +40,8 @@ class Problem(NamedTuple):
 
     loc: Loc
     msg: str
+    #: MISSING for a key that is missing or unknown.
     input: Any = MISSING
-    #: "missing", "unknown_key" or "value".
-    kind: str = "value"
 
 
 class ValidationError(ValueError):
@@ -83,38 +82,37 @@ class FieldSpec:
 
     def check(self, value: Any, given: Any, loc: Loc, problems: list[Problem]) -> Any:
         """``value`` (already of the field's type) against the bounds; ``given`` is quoted in problems."""
+        message = self._problem(value)
+        if message:
+            problems.append(Problem(loc, message, given))
+            return _INVALID
+        return value
+
+    def _problem(self, value: Any) -> str:
+        """What ``value`` breaks, in pydantic's words; "" when nothing."""
         if isinstance(value, int | float) and not isinstance(value, bool):
             for bound, ok, words in ((self.gt, lambda b: value > b, "greater than"),
                                      (self.ge, lambda b: value >= b, "greater than or equal to"),
                                      (self.lt, lambda b: value < b, "less than"),
                                      (self.le, lambda b: value <= b, "less than or equal to")):
                 if bound is not None and not ok(bound):
-                    problems.append(Problem(loc, f"Input should be {words} {bound}", given))
-                    return _INVALID
-        elif isinstance(value, str):
-            n = len(value)
-            if self.min_length is not None and n < self.min_length:
-                problems.append(Problem(loc, f"String should have at least {_count(self.min_length, 'character')}",
-                                        given))
-                return _INVALID
-            if self.max_length is not None and n > self.max_length:
-                problems.append(Problem(loc, f"String should have at most {_count(self.max_length, 'character')}",
-                                        given))
-                return _INVALID
-            if self.pattern is not None and not re.search(self.pattern, value):
-                problems.append(Problem(loc, f"String should match pattern '{self.pattern}'", given))
-                return _INVALID
-        elif isinstance(value, list | tuple | dict):
-            what, n = type(value).__name__.replace("dict", "Dictionary").capitalize(), len(value)
-            if self.min_length is not None and n < self.min_length:
-                problems.append(Problem(loc, f"{what} should have at least {_count(self.min_length, 'item')} after "
-                                             f"validation, not {n}", given))
-                return _INVALID
-            if self.max_length is not None and n > self.max_length:
-                problems.append(Problem(loc, f"{what} should have at most {_count(self.max_length, 'item')} after "
-                                             f"validation, not {n}", given))
-                return _INVALID
-        return value
+                    return f"Input should be {words} {bound}"
+            return ""
+        if not isinstance(value, str | list | tuple | dict):
+            return ""
+        n = len(value)
+        if isinstance(value, str):
+            what, unit, tail = "String", "character", ""
+        else:
+            what, unit, tail = type(value).__name__.replace("dict", "Dictionary").capitalize(), "item", \
+                f" after validation, not {n}"
+        if self.min_length is not None and n < self.min_length:
+            return f"{what} should have at least {_count(self.min_length, unit)}{tail}"
+        if self.max_length is not None and n > self.max_length:
+            return f"{what} should have at most {_count(self.max_length, unit)}{tail}"
+        if isinstance(value, str) and self.pattern is not None and not re.search(self.pattern, value):
+            return f"String should match pattern '{self.pattern}'"
+        return ""
 
 
 def _count(n: int, noun: str) -> str:
@@ -230,12 +228,12 @@ class Model:
             return False
         start, hints, values = len(problems), cls._types(), {}
         if cls._extra == "forbid":
-            problems.extend(Problem((*loc, key), "unknown key", kind="unknown_key")
+            problems.extend(Problem((*loc, key), "unknown key")
                             for key in data if key not in cls.model_fields)
         for name, spec in cls.model_fields.items():
             if name not in data:
                 if spec.default is MISSING and spec.default_factory is None:
-                    problems.append(Problem((*loc, name), "required key is missing", kind="missing"))
+                    problems.append(Problem((*loc, name), "required key is missing"))
                 else:
                     values[name] = spec.make_default()
                 continue

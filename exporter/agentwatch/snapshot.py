@@ -104,11 +104,6 @@ class Snapshot:
                     self._gzipped[openmetrics] = body
         return body
 
-    def body(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
-        """The body as a scrape asks for it (blocking: it may render, and it unzips)."""
-        body = self.gzipped(openmetrics)
-        return body if gzipped else exposition.gunzip(body)
-
 
 class SelfMetrics:
     """The loop's own metrics, as prometheus_client objects in a private registry."""

@@ -11,6 +11,7 @@ module writes when run as a script (``python3 -m tests.core.exposition_shape``, 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import sys
@@ -115,7 +116,8 @@ async def _exporter_and_demo(demo: DemoProcess) -> tuple[str, str, str]:
     finally:
         await probes.stop()
         await processes.stop()
-    return snap.body(openmetrics=False).decode(), snap.body(openmetrics=True).decode(), demo_text
+    return (gzip.decompress(snap.gzipped(False)).decode(), gzip.decompress(snap.gzipped(True)).decode(),
+            demo_text)
 
 
 def compute() -> dict[str, Shape]:
